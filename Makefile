@@ -1,0 +1,31 @@
+# `make run` and `make test` are README's two commands; both set up .venv/ first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OFFLINE := DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	DVC_NO_ANALYTICS=1 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
+
+.PHONY: setup run test lint clean
+setup: $(STAMP)
+
+# Rebuilt only when the install files change; torch first so pip takes the pinned build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch torchvision
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(OFFLINE) $(BIN)/python -m pipeline demo
+
+test: setup
+	$(OFFLINE) $(BIN)/ruff check maskformer pipeline tests
+	$(OFFLINE) $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check maskformer pipeline tests
+
+clean:
+	rm -rf $(VENV)

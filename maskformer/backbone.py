@@ -1,0 +1,103 @@
+"""Torchvision ResNet / Swin backbones returning the four feature maps res2..res5 (strides 4-32)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.ops import StochasticDepth
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from maskformer.config import RESNETS, SWINS
+
+FEATURE_NAMES = ("res2", "res3", "res4", "res5")
+FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet without its classifier; BatchNorm frozen as detectron2 does."""
+
+    def __init__(self, body: torchvision.models.ResNet) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool)
+        self.res2, self.res3, self.res4, self.res5 = body.layer1, body.layer2, body.layer3, body.layer4
+        last_block = body.layer1[-1]
+        width = (
+            last_block.conv3.out_channels if hasattr(last_block, "conv3") else last_block.conv2.out_channels
+        )
+        self.out_channels = [width * 2**i for i in range(4)]
+        self.strides = list(FEATURE_STRIDES)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.stem(x)
+        out = OrderedDict()
+        for name in FEATURE_NAMES:
+            x = getattr(self, name)(x)
+            out[name] = x
+        return out
+
+
+class SwinBackbone(nn.Module):
+    """A torchvision Swin Transformer; each stage output gets a LayerNorm, as the official MaskFormer."""
+
+    def __init__(self, body: torchvision.models.SwinTransformer) -> None:
+        super().__init__()
+        self.features = body.features  # [patch embed, stage1, merge, stage2, merge, stage3, merge, stage4]
+        dim = body.features[0][0].out_channels
+        self.out_channels = [dim * 2**i for i in range(4)]
+        self.strides = list(FEATURE_STRIDES)
+        self.norms = nn.ModuleList(nn.LayerNorm(c) for c in self.out_channels)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        out = OrderedDict()
+        stage = 0
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i % 2 == 1:  # the end of a stage (odd indices), before the next patch merging
+                out[FEATURE_NAMES[stage]] = self.norms[stage](x).permute(0, 3, 1, 2).contiguous()
+                stage += 1
+        return out
+
+
+def _torchvision_model(name: str, weights: str | None, drop_path_rate: float) -> nn.Module:
+    """The full torchvision classifier, with ImageNet weights, a local state dict, or from scratch."""
+    kwargs = {"norm_layer": FrozenBatchNorm2d} if name in RESNETS else {}
+    builder = getattr(torchvision.models, name)
+    model = builder(weights="DEFAULT" if weights == "imagenet" else None, **kwargs)
+    if name in SWINS:
+        _set_drop_path(model, drop_path_rate)
+    if weights not in (None, "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # A classifier head may be absent from a backbone-only file; anything else means a wrong file.
+        missing = [k for k in missing if not k.startswith(("fc.", "head."))]
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: state dict does not fit {name} (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+    return model
+
+
+def _set_drop_path(model: nn.Module, rate: float) -> None:
+    """Rescale torchvision's fixed stochastic-depth schedule (linear over blocks) to end at `rate`."""
+    layers = [m for m in model.modules() if isinstance(m, StochasticDepth)]
+    top = max(m.p for m in layers)
+    for m in layers:
+        m.p = m.p / top * rate
+
+
+def build_backbone(name: str, weights: str | None = None, drop_path_rate: float = 0.3) -> nn.Module:
+    """Build a backbone by torchvision name; it has `out_channels` and `strides` for res2..res5."""
+    body = _torchvision_model(name, weights, drop_path_rate)
+    if name in RESNETS:
+        return ResNetBackbone(body)
+    if name in SWINS:
+        return SwinBackbone(body)
+    raise ValueError(f"unknown backbone {name!r}; choose one of {RESNETS + SWINS}")

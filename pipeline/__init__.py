@@ -1,0 +1,1 @@
+"""The experiment pipeline around the `maskformer` library: stages, CLI, flows and tracking."""

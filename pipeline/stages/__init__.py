@@ -1,0 +1,7 @@
+"""The pipeline's stages: each is a module `pipeline.stages.<name>` with `main(params_path, argv)`."""
+
+STAGES: dict[str, str] = {
+    "demo": "a short training run of MaskFormer on generated shapes (no data download)",
+    "download": "fetch, verify and extract the chosen data source (or generate the synthetic set)",
+    "preprocess": "convert the downloaded source into the canonical layout under data/processed/",
+}

@@ -1,0 +1,59 @@
+"""Backbones give res2..res5 at strides 4-32; parameter counts match the paper."""
+
+import pytest
+import torch
+
+from maskformer import MaskFormerConfig, build_model
+from maskformer.backbone import build_backbone
+
+CHANNELS = {
+    "resnet18": [64, 128, 256, 512],
+    "resnet34": [64, 128, 256, 512],
+    "resnet50": [256, 512, 1024, 2048],
+    "resnet101": [256, 512, 1024, 2048],
+    "swin_t": [96, 192, 384, 768],
+    "swin_s": [96, 192, 384, 768],
+    "swin_b": [128, 256, 512, 1024],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS))
+def test_feature_shapes(name):
+    backbone = build_backbone(name).eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(1, 3, 64, 96))
+    assert list(features) == ["res2", "res3", "res4", "res5"]
+    assert backbone.out_channels == CHANNELS[name]
+    for (_, f), c, s in zip(features.items(), CHANNELS[name], (4, 8, 16, 32), strict=True):
+        assert tuple(f.shape) == (1, c, 64 // s, 96 // s)
+
+
+def test_resnet_batchnorm_is_frozen():
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    backbone = build_backbone("resnet18")
+    norms = [m for m in backbone.modules() if "Norm" in type(m).__name__]
+    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+
+
+def test_weights_from_a_local_state_dict(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    torch.nn.init.constant_(reference.layer4[1].conv2.weight, 0.125)
+    path = tmp_path / "r18.pth"
+    torch.save(reference.state_dict(), path)
+    backbone = build_backbone("resnet18", weights=str(path))
+    assert torch.equal(backbone.res5[1].conv2.weight, reference.layer4[1].conv2.weight)
+    torch.save({"nonsense": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="r18.pth"):
+        build_backbone("resnet18", weights=str(path))
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        build_backbone("resnet18", weights=str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize("backbone,paper,tolerance", [("resnet50", 41e6, 0.02), ("swin_t", 42e6, 0.03)])
+def test_parameter_count_matches_the_paper(backbone, paper, tolerance):
+    model = build_model(MaskFormerConfig(backbone=backbone, num_classes=150))
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count - paper) / paper < tolerance, count
