@@ -1,0 +1,105 @@
+"""Per-image conversion into the canonical layout: validate, write semantic/panoptic PNGs, RLE masks."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from pipeline.sources import DataError, Item, get_source
+from pipeline.sources._common import id_to_rgb
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class ConvertJob:
+    """One image to convert: its source, where to write, the category (id, isthing) list."""
+
+    source: str
+    item: Item
+    out: Path
+    categories: tuple[tuple[int, int], ...]
+    skip_bad_files: bool
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """Fully decode an image to catch truncation; returns (height, width) or DataError naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.height, im.width
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: unreadable image: {exc}") from exc
+
+
+def _save_png(array: np.ndarray, path: Path) -> str:
+    """Write a PNG and return the sha256 of its bytes."""
+    Image.fromarray(array).save(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _bbox(mask: np.ndarray) -> list[int]:
+    """COCO [x, y, w, h] of a non-empty boolean mask."""
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def _convert(job: ConvertJob) -> dict:
+    """Validate and convert one item; returns its JSON records (ids are assigned by the caller)."""
+    item = job.item
+    height, width = _image_size(item.image)
+    sample = get_source(job.source).load(item, len(job.categories))
+    if (sample.height, sample.width) != (height, width):
+        raise DataError(f"{item.label}: label size {sample.width}x{sample.height} does not match "
+                        f"image {item.image} ({width}x{height})")
+    seg = sample.segment_map
+    semantic = np.full(seg.shape, IGNORE, np.uint8)
+    infos, instances = [], []
+    for seg_id, cls, crowd in sample.segments:
+        mask = seg == seg_id
+        area = int(mask.sum())
+        if area == 0:  # listed but not drawn: nothing to learn from it
+            continue
+        semantic[mask] = cls
+        cat_id, isthing = job.categories[cls]
+        record = {"id": int(seg_id), "category_id": cat_id, "iscrowd": int(crowd), "area": area,
+                  "bbox": _bbox(mask)}
+        infos.append(record)
+        if isthing:
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            instances.append({**{k: record[k] for k in ("category_id", "iscrowd", "area", "bbox")},
+                              "segmentation": rle})
+    kept = np.isin(seg, [r["id"] for r in infos])
+    panoptic = np.where(kept, seg, 0)
+    split, out = item.split, job.out
+    image_name = f"{item.name}{item.image.suffix.lower()}"
+    shutil.copyfile(item.image, out / "images" / split / image_name)
+    semantic_png = f"semantic/{split}/{item.name}.png"
+    panoptic_png = f"annotations/panoptic_{split}/{item.name}.png"
+    return {
+        "image": {"file_name": image_name, "height": height, "width": width},
+        "panoptic": {"file_name": f"{item.name}.png", "segments_info": infos},
+        "instances": instances,
+        "hashes": {
+            f"images/{split}/{image_name}": hashlib.sha256(item.image.read_bytes()).hexdigest(),
+            semantic_png: _save_png(semantic, out / semantic_png),
+            panoptic_png: _save_png(id_to_rgb(panoptic), out / panoptic_png),
+        },
+    }
+
+
+def convert(job: ConvertJob) -> dict:
+    """Convert one item; a bad file raises DataError, or is reported as skipped when params allow."""
+    try:
+        return _convert(job)
+    except DataError as exc:
+        if not job.skip_bad_files:
+            raise
+        return {"skipped": str(exc)}

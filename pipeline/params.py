@@ -1,0 +1,127 @@
+"""The only reader of params.yaml: pydantic models that validate every section and name bad keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be read or does not validate; the message names file and dotted key."""
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are an error, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticParams(_Section):
+    """Size of the generated shapes data set (defaults keep the whole pipeline under 10 min on 2 CPUs)."""
+
+    num_train: int = Field(200, gt=0)
+    num_val: int = Field(50, gt=0)
+    image_size: int = Field(128, ge=32)
+    min_instances: int = Field(4, ge=1)
+    max_instances: int = Field(8, ge=1)
+    min_object_size: int = Field(16, ge=4)
+    max_object_size: int = Field(40, ge=4)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SyntheticParams:
+        """Check that the min/max pairs are ordered."""
+        if self.max_instances < self.min_instances:
+            raise ValueError("max_instances must be >= min_instances")
+        if self.max_object_size < self.min_object_size:
+            raise ValueError("max_object_size must be >= min_object_size")
+        if self.max_object_size > self.image_size:
+            raise ValueError("max_object_size must be <= image_size")
+        return self
+
+
+class SourceParams(_Section):
+    """Per-source settings: URL overrides (mirror or local archive path) and a local folder/archive."""
+
+    urls: dict[str, str] = Field(default_factory=dict, description="archive file name -> URL or local path")
+    checksums: dict[str, str | None] = Field(
+        default_factory=dict, description="archive file name -> 'algo:hex' (repacked mirror); null = unknown")
+    local_path: str | None = Field(None, description="a folder or archive the user already has")
+
+
+class DownloadParams(_Section):
+    """HTTP behaviour of the download stage."""
+
+    retries: int = Field(5, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    chunk_bytes: int = Field(1 << 20, gt=0)
+
+
+class DataParams(_Section):
+    """The `data:` section: which source to use and how to download and preprocess it."""
+
+    dataset: str = "synthetic"
+    raw_dir: str = "data/raw"
+    processed_dir: str = "data/processed"
+    seed: int = 0
+    num_workers: int = Field(2, ge=0)
+    skip_bad_files: bool = False
+    max_images_per_split: int | None = Field(None, gt=0)
+    synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
+    sources: dict[str, SourceParams] = Field(default_factory=dict)
+    download: DownloadParams = Field(default_factory=DownloadParams)
+
+    def source(self, name: str | None = None) -> SourceParams:
+        """Settings of one source (the chosen dataset by default); empty settings when not given."""
+        return self.sources.get(name or self.dataset, SourceParams())
+
+    def processed_path(self) -> Path:
+        """data/processed/<dataset>: the canonical layout the rest of the pipeline reads."""
+        return Path(self.processed_dir) / self.dataset
+
+
+class Params(_Section):
+    """All of params.yaml; later stages add their sections here."""
+
+    data: DataParams = Field(default_factory=DataParams)
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    """One line per problem: 'file: dotted.key: message'."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raises ParamsError naming the file and key on any problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{path}: cannot read params: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_errors(path, exc)) from None
+    _check_sources(path, params.data)
+    return params
+
+
+def _check_sources(path: Path, data: DataParams) -> None:
+    """The dataset and the keys of data.sources must be registered sources."""
+    from pipeline.sources import SOURCES  # late import: the registry imports nothing from here at load
+
+    known = ", ".join(sorted(SOURCES))
+    if data.dataset not in SOURCES:
+        raise ParamsError(f"{path}: data.dataset: unknown source {data.dataset!r} (known: {known})")
+    for name in data.sources:
+        if name not in SOURCES:
+            raise ParamsError(f"{path}: data.sources.{name}: unknown source (known: {known})")

@@ -1,0 +1,45 @@
+"""COCO 2017 panoptic (133 classes: 80 things, 53 stuff): official images and panoptic annotations.
+
+Checksums: md5 sums published with the COCO 2017 archives (as used by several public download
+scripts, e.g. intel/neural-compressor and torchvision-style COCO loaders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.data_extract import safe_extract
+from pipeline.params import DataParams
+from pipeline.sources import Archive
+from pipeline.sources._coco_layout import CocoPanopticLayout
+
+
+class CocoPanoptic(CocoPanopticLayout):
+    """COCO panoptic 2017; the annotation archive holds nested zips of PNGs, extracted in `prepare`."""
+
+    name = "coco_panoptic"
+    split_dirs = {"train": "train2017", "val": "val2017"}
+    archives = (
+        Archive("train2017.zip", "http://images.cocodataset.org/zips/train2017.zip",
+                "md5:cced6f7f71b7629ddf16f17bbcfab6b2"),
+        Archive("val2017.zip", "http://images.cocodataset.org/zips/val2017.zip",
+                "md5:442b8da7639aecaf257c1dceb8ba8c80"),
+        Archive("panoptic_annotations_trainval2017.zip",
+                "http://images.cocodataset.org/annotations/panoptic_annotations_trainval2017.zip",
+                "md5:4170db65fc022c9c296af880dbca6055"),
+    )
+
+    def prepare(self, root: Path, data_params: DataParams) -> None:
+        """Extract annotations/panoptic_<split>2017.zip (PNG folders) next to the JSON files."""
+        for imgdir in self.split_dirs.values():
+            nested = root / "annotations" / f"panoptic_{imgdir}.zip"
+            if nested.is_file():
+                st = nested.stat()  # its parent archive was verified; size and mtime identify it
+                safe_extract(nested, root / "annotations", f"stat:{st.st_size}:{st.st_mtime_ns}")
+
+    def find_root(self, base: Path) -> Path:
+        """A local folder may be the COCO root itself or hold a `coco` folder."""
+        return base / "coco" if (base / "coco" / "annotations").is_dir() else base
+
+
+SOURCE = CocoPanoptic()
