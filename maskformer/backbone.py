@@ -62,9 +62,13 @@ class SwinBackbone(nn.Module):
         return out
 
 
-def _torchvision_model(name: str, weights: str | None, drop_path_rate: float) -> nn.Module:
+def _torchvision_model(name: str, weights: str | None, drop_path_rate: float, norm: str) -> nn.Module:
     """The full torchvision classifier, with ImageNet weights, a local state dict, or from scratch."""
-    kwargs = {"norm_layer": FrozenBatchNorm2d} if name in RESNETS else {}
+    kwargs = (
+        {"norm_layer": FrozenBatchNorm2d if norm == "frozen_bn" else nn.BatchNorm2d}
+        if name in RESNETS
+        else {}
+    )
     builder = getattr(torchvision.models, name)
     model = builder(weights="DEFAULT" if weights == "imagenet" else None, **kwargs)
     if name in SWINS:
@@ -93,9 +97,15 @@ def _set_drop_path(model: nn.Module, rate: float) -> None:
         m.p = m.p / top * rate
 
 
-def build_backbone(name: str, weights: str | None = None, drop_path_rate: float = 0.3) -> nn.Module:
-    """Build a backbone by torchvision name; it has `out_channels` and `strides` for res2..res5."""
-    body = _torchvision_model(name, weights, drop_path_rate)
+def build_backbone(
+    name: str, weights: str | None = None, drop_path_rate: float = 0.3, norm: str = "frozen_bn"
+) -> nn.Module:
+    """Build a backbone by torchvision name; it has `out_channels` and `strides` for res2..res5.
+
+    ResNets use frozen BatchNorm (detectron2's choice for pretrained weights); `norm="bn"` trains it,
+    which a from-scratch backbone needs (frozen statistics of a random init are the identity).
+    """
+    body = _torchvision_model(name, weights, drop_path_rate, norm)
     if name in RESNETS:
         return ResNetBackbone(body)
     if name in SWINS:

@@ -11,6 +11,7 @@ SWINS = ("swin_t", "swin_s", "swin_b")
 BACKBONES = RESNETS + SWINS
 ARCHITECTURES = ("maskformer", "per_pixel_baseline")
 PIXEL_DECODERS = ("fpn", "transformer_encoder")
+BACKBONE_NORMS = ("frozen_bn", "bn")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class MaskFormerConfig:
     architecture: str = "maskformer"
     backbone: str = "resnet50"
     weights: str | None = None  # None: from scratch; "imagenet": torchvision weights; else a state-dict path
+    backbone_norm: str = "frozen_bn"  # ResNets: "frozen_bn" (detectron2, for pretrained weights) or "bn"
     num_classes: int = 150
     # pixel decoder (FPN; "transformer_encoder" is the paper's "R50 + 6 Enc" variant for COCO panoptic)
     pixel_decoder: str = "fpn"
@@ -51,7 +53,12 @@ class MaskFormerConfig:
     test_topk_per_image: int = 100
 
     def __post_init__(self) -> None:
-        choices = {"architecture": ARCHITECTURES, "backbone": BACKBONES, "pixel_decoder": PIXEL_DECODERS}
+        choices = {
+            "architecture": ARCHITECTURES,
+            "backbone": BACKBONES,
+            "pixel_decoder": PIXEL_DECODERS,
+            "backbone_norm": BACKBONE_NORMS,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MaskFormerConfig.{name}={getattr(self, name)!r}: must be one of {allowed}")

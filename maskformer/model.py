@@ -117,7 +117,7 @@ def build_criterion(cfg: MaskFormerConfig) -> SetCriterion:
 
 def build_model(cfg: MaskFormerConfig) -> MaskFormer | PerPixelBaseline:
     """Build the model the config names (`architecture`), with its criterion as `model.criterion`."""
-    backbone = build_backbone(cfg.backbone, cfg.weights, cfg.drop_path_rate)
+    backbone = build_backbone(cfg.backbone, cfg.weights, cfg.drop_path_rate, cfg.backbone_norm)
     pixel_decoder = build_pixel_decoder(cfg, backbone.out_channels)
     if cfg.architecture == "per_pixel_baseline":
         criterion = PerPixelCriterion(cfg.num_classes, cfg.ignore_label)

@@ -1,4 +1,7 @@
-"""Command line: `python -m pipeline <stage> [--params params.yaml]` runs one stage of dvc.yaml."""
+"""Command line: `python -m pipeline <stage|command> [--params params.yaml] [args]`.
+
+Stages are the steps of dvc.yaml (pipeline.stages); commands drive them (pipeline.commands).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,27 @@ import argparse
 import importlib
 import sys
 
+from pipeline.commands import COMMANDS
 from pipeline.stages import STAGES
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the chosen stage; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
-    parser.add_argument("stage", choices=sorted(STAGES), help="the stage to run")
+    """Parse the command line and run the chosen stage or command; returns the exit status."""
+    choices = {
+        **{name: f"pipeline.stages.{name}" for name in STAGES},
+        **{name: f"pipeline.commands.{name}" for name in COMMANDS},
+    }
+    epilog = "\n".join(f"  {name:<18} {text}" for name, text in {**STAGES, **COMMANDS}.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description=__doc__,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", choices=sorted(choices), metavar="stage|command", help="what to run")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args, rest = parser.parse_known_args(argv)
-    module = importlib.import_module(f"pipeline.stages.{args.stage}")
+    module = importlib.import_module(choices[args.name])
     return int(module.main(args.params, rest) or 0)
 
 

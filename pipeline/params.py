@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, Literal
 
+import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from maskformer import MaskFormerConfig
+from maskformer.engine import TrainConfig
+from maskformer.evaluation.predict import TestConfig
+
+CHECKPOINT_ROOT = Path("models/checkpoints")  # as dvc.yaml: a persist folder DVC does not cache
 
 
 class ParamsError(ValueError):
@@ -46,7 +55,8 @@ class SourceParams(_Section):
 
     urls: dict[str, str] = Field(default_factory=dict, description="archive file name -> URL or local path")
     checksums: dict[str, str | None] = Field(
-        default_factory=dict, description="archive file name -> 'algo:hex' (repacked mirror); null = unknown")
+        default_factory=dict, description="archive file name -> 'algo:hex' (repacked mirror); null = unknown"
+    )
     local_path: str | None = Field(None, description="a folder or archive the user already has")
 
 
@@ -82,17 +92,98 @@ class DataParams(_Section):
         return Path(self.processed_dir) / self.dataset
 
 
+# The library's dataclasses are the one definition of model/engine fields; pydantic adds type checks
+# and key-naming errors on top of their own validation (unknown fields, impossible values).
+_Strict = ConfigDict(extra="forbid")
+ModelConfig = pydantic.dataclasses.dataclass(MaskFormerConfig, config=_Strict, frozen=True)
+EngineConfig = pydantic.dataclasses.dataclass(TrainConfig, config=_Strict)
+PIPELINE_TRAIN_KEYS = ("crop_size", "task", "photometric")
+
+
+class TrainParams(_Section):
+    """The `train:` section: the engine's TrainConfig fields plus what the pipeline decides itself."""
+
+    crop_size: int = Field(128, ge=32, description="random-crop size of training images")
+    task: Literal["panoptic", "semantic"] = Field(
+        "panoptic",
+        description="panoptic: stuff per class + things per instance; semantic: one mask per class",
+    )
+    photometric: bool = True
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, raw: Any) -> Any:
+        """params.yaml keeps train: flat; the engine's keys go to TrainConfig (checkpoint_dir is fixed)."""
+        if not isinstance(raw, dict) or "engine" in raw:
+            return raw
+        if "checkpoint_dir" in raw:
+            raise ValueError(f"checkpoint_dir is fixed by dvc.yaml ({CHECKPOINT_ROOT}); remove it")
+        own = {k: raw[k] for k in PIPELINE_TRAIN_KEYS if k in raw}
+        return {**own, "engine": {k: v for k, v in raw.items() if k not in PIPELINE_TRAIN_KEYS}}
+
+    def engine_config(self, checkpoint_dir: Path) -> TrainConfig:
+        """The engine's config with the run's checkpoint folder."""
+        values = {f.name: getattr(self.engine, f.name) for f in fields(TrainConfig)}
+        return TrainConfig(**{**values, "checkpoint_dir": str(checkpoint_dir)})
+
+
+class EvaluateParams(_Section):
+    """The `evaluate:` section: test-time sizes, TTA and device (thresholds live in `model`)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    test_size: int = Field(512, ge=32, description="shortest side at test time")
+    max_size: int = Field(2048, ge=32, description="longest side at most")
+    size_divisibility: int = Field(32, ge=1)
+    scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    flip: bool = False
+
+    def test_config(self) -> TestConfig:
+        return TestConfig(
+            self.test_size, self.max_size, self.size_divisibility, tuple(self.scales), self.flip
+        )
+
+
+class ReportParams(_Section):
+    """The `report:` section: how much the HTML/Markdown report shows."""
+
+    num_samples: int = Field(4, ge=0, le=32, description="validation images shown as overlays")
+    max_runs: int = Field(20, ge=1, description="earlier runs of the experiment in the comparison table")
+    dpi: int = Field(90, ge=30, le=300, description="resolution of the embedded plots")
+
+
+class TrackingParams(_Section):
+    """The `tracking:` section: where MLflow runs go (env MLFLOW_TRACKING_URI overrides `uri`)."""
+
+    uri: str | None = Field(None, description="null: sqlite:///<project root>/mlflow.db; or a server URL")
+    experiment: str = Field("maskformer", min_length=1, description="MLflow experiment name")
+    log_model: bool = Field(True, description="log the trained model as an MLflow model (pickled)")
+
+
 class Params(_Section):
-    """All of params.yaml; later stages add their sections here."""
+    """All of params.yaml."""
 
     data: DataParams = Field(default_factory=DataParams)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    report: ReportParams = Field(default_factory=ReportParams)
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_num_classes(cls, raw: Any) -> Any:
+        """The class count comes from the data set's manifest, never from params."""
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "num_classes" in raw["model"]:
+            raise ValueError("model.num_classes is taken from the data set; remove it")
+        return raw
 
 
 def _format_errors(path: Path, err: ValidationError) -> str:
     """One line per problem: 'file: dotted.key: message'."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"] if p != "engine") or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {key}: {msg}")
     return "\n".join(lines)

@@ -57,3 +57,9 @@ def test_parameter_count_matches_the_paper(backbone, paper, tolerance):
     model = build_model(MaskFormerConfig(backbone=backbone, num_classes=150))
     count = sum(p.numel() for p in model.parameters())
     assert abs(count - paper) / paper < tolerance, count
+
+
+def test_trainable_batchnorm_option_for_training_from_scratch():
+    backbone = build_backbone("resnet18", norm="bn")
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.weight.requires_grad for m in norms)

@@ -1,0 +1,76 @@
+"""Process-level helpers of the train loop: device choice, seeding, SIGTERM flag, nested tensor moves."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dist import launched_by_torchrun
+
+
+class SigtermFlag:
+    """Context manager: while active, SIGTERM only sets `requested` (main thread only), then restored."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __enter__(self) -> SigtermFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto': CUDA when available, else CPU; under torchrun LOCAL_RANK's GPU (no context made on GPU 0)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("TrainConfig.device='cuda' but CUDA is not available")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if launched_by_torchrun():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and all CUDA devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def move_to_device(obj: Any, device: torch.device) -> Any:
+    """Copy every tensor in nested lists/tuples/dicts to `device` (asynchronously from pinned memory)."""
+    if torch.is_tensor(obj):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: move_to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(move_to_device(v, device) for v in obj)
+    return obj
+
+
+def to_float32(obj: Any) -> Any:
+    """Cast floating tensors in nested outputs to float32 so losses and matching run at full precision."""
+    if torch.is_tensor(obj):
+        return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {k: to_float32(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_float32(v) for v in obj)
+    return obj

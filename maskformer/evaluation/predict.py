@@ -1,0 +1,96 @@
+"""Test-time inference as the official code: resize the shortest side, pad, predict, map back to the image."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from maskformer.inference import resize_to_image, semantic_inference
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Test-time sizes; scales/flip > the defaults give the paper's multi-scale + flip (m.s.) numbers."""
+
+    test_size: int = 512  # shortest side
+    max_size: int = 2048  # longest side at most
+    size_divisibility: int = 32  # pad so every backbone stride divides the input
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+
+
+def resize_and_pad(
+    image: Tensor, short: int, max_size: int, divisibility: int
+) -> tuple[Tensor, tuple[int, int]]:
+    """Resize [3, H, W] so the shortest side is `short` (longest <= max_size), zero-pad to the divisibility.
+
+    Returns the padded batch [1, 3, Hp, Wp] and the resized (unpadded) size.
+    """
+    h, w = image.shape[-2:]
+    scale = min(short / min(h, w), max_size / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if size != (h, w):
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    ph, pw = (math.ceil(s / divisibility) * divisibility for s in size)
+    return F.pad(image, (0, pw - size[1], 0, ph - size[0]))[None], size
+
+
+class Predictor:
+    """Runs a trained model on one normalised image [3, H, W] and returns results at its original size."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TestConfig | None = None,
+        device: str | torch.device = "cpu",
+        amp: bool = False,
+    ) -> None:
+        self.model = model.eval()
+        self.cfg = cfg or TestConfig()
+        self.device = torch.device(device)
+        self.amp = amp and self.device.type == "cuda"
+
+    @torch.inference_mode()
+    def _forward(
+        self, image: Tensor, scale: float, flip: bool
+    ) -> tuple[dict, tuple[int, int], tuple[int, int]]:
+        cfg = self.cfg
+        short = max(32, round(cfg.test_size * scale))
+        batch, size = resize_and_pad(
+            image.to(self.device), short, round(cfg.max_size * scale), cfg.size_divisibility
+        )
+        if flip:
+            # flip the image content, not the padding, so the crop after inference stays top-left
+            batch[..., : size[1]] = batch[..., : size[1]].flip(-1)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            outputs = self.model(batch)
+        return outputs, tuple(batch.shape[-2:]), size
+
+    def masks(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """MaskFormer's class logits [Q, K+1] and mask logits [Q, H, W] at the original size (no TTA)."""
+        outputs, padded, size = self._forward(image, 1.0, False)
+        if "pred_masks" not in outputs:
+            raise ValueError("mask predictions need a MaskFormer model, not the per-pixel baseline")
+        masks = resize_to_image(outputs["pred_masks"][0], padded, size, tuple(image.shape[-2:]))
+        return outputs["pred_logits"][0].float(), masks
+
+    def semantic(self, image: Tensor) -> Tensor:
+        """Class scores [K, H, W] at the original size, averaged over the test scales and flips."""
+        total = None
+        views = [(s, f) for s in self.cfg.scales for f in ((False, True) if self.cfg.flip else (False,))]
+        for scale, flip in views:
+            outputs, padded, size = self._forward(image, scale, flip)
+            out_size = tuple(image.shape[-2:])
+            if "pred_sem_seg" in outputs:
+                scores = resize_to_image(outputs["pred_sem_seg"][0], padded, size, out_size).softmax(0)
+            else:
+                masks = resize_to_image(outputs["pred_masks"][0], padded, size, out_size)
+                scores = semantic_inference(outputs["pred_logits"][0], masks)
+            if flip:
+                scores = scores.flip(-1)
+            total = scores if total is None else total + scores
+        return total / len(views)

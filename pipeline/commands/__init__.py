@@ -1,0 +1,4 @@
+"""Commands that are not DVC stages (run the flow, serve the deployment, compare runs): each is a
+module `pipeline.commands.<name>` with `main(params_path, argv)`."""
+
+COMMANDS: dict[str, str] = {}

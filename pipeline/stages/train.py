@@ -1,0 +1,119 @@
+"""Stage `train`: train MaskFormer (or the per-pixel baseline) on the canonical data; write models/model.pt.
+
+Resume state lives in models/checkpoints/<run key>/ (a persist folder DVC does not cache), keyed by the
+params that define the run, so a killed run resumes with the same params and a changed param starts fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskformer import build_model
+from maskformer.data import CanonicalDataset, build_train_transforms, collate_fn
+from maskformer.engine import atomic_save, find_last, is_main_process, load_checkpoint, seed_everything, train
+from pipeline.params import CHECKPOINT_ROOT, Params, load_params
+
+MODEL_PATH = Path("models/model.pt")
+TRAIN_LOG = Path("metrics/train_log.csv")
+
+
+def run_key(params: Params) -> str:
+    """A short hash of everything that defines a training run (data, model, train sections)."""
+    content = params.model_dump(mode="json", include={"data", "model", "train"})
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class TrainLog:
+    """Per-step metrics as CSV in the checkpoint folder; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_iteration: int) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if path.exists():
+            with path.open(newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_iteration]
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        self.rows.append({"step": step, **metrics})
+        names = list(dict.fromkeys(k for row in self.rows for k in row))
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=names)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        tmp.replace(self.path)
+
+
+def train_model(params: Params, callback: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+    """Train from params (resuming if a checkpoint of the same run exists) and write models/model.pt."""
+    root = params.data.processed_path()
+    if not (root / "manifest.json").exists():
+        raise FileNotFoundError(f"{root}/manifest.json not found: run `python -m pipeline preprocess` first")
+    transforms = build_train_transforms(params.train.crop_size, photometric=params.train.photometric)
+    dataset = CanonicalDataset(root, "train", task=params.train.task, transforms=transforms)
+    cfg = params.model.replace(num_classes=dataset.num_classes)
+    seed_everything(params.train.engine.seed)  # reproducible initial weights
+    model = build_model(cfg)
+    checkpoints = CHECKPOINT_ROOT / run_key(params)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    last = find_last(checkpoints)
+    log = TrainLog(checkpoints / "train_log.csv", load_checkpoint(last)["iteration"] if last else 0)
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        log(step, metrics)
+        if callback is not None:
+            callback(step, metrics)
+
+    engine = params.train.engine_config(checkpoints)
+    model = train(model, dataset, engine, collate_fn, callback=on_step)
+    if not is_main_process():  # under torchrun only rank 0 writes
+        return MODEL_PATH
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save(
+        {
+            "model": state,
+            "config": cfg.to_dict(),
+            "categories": dataset.categories,
+            "iteration": engine.max_iters,
+            "params": params.model_dump(mode="json"),
+        },
+        MODEL_PATH,
+    )
+    TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    TRAIN_LOG.write_text(log.path.read_text() if log.path.exists() else "step\n")
+    return MODEL_PATH
+
+
+def load_trained(path: Path = MODEL_PATH, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The trained model (eval mode) and its checkpoint record (config, categories, params)."""
+    from maskformer import MaskFormerConfig
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `python -m pipeline train` first")
+    record = torch.load(path, map_location="cpu", weights_only=True)  # a checkpoint is data, never code
+    model = build_model(MaskFormerConfig.from_dict(record["config"]))
+    model.load_state_dict(record["model"])
+    return model.to(device).eval(), record
+
+
+def main(params_path: str, argv: list[str]) -> int:
+    """CLI entry: `python -m pipeline train [--params params.yaml]`."""
+    from maskformer.engine import TrainingInterruptedError
+    from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
+    argparse.ArgumentParser(prog="python -m pipeline train", description=__doc__).parse_args(argv)
+    params = load_params(params_path)
+    with tracking.stage_run("train", params, interrupted=(TrainingInterruptedError,)):
+        path = train_model(params, callback=tracking.log_step_metrics)
+        if params.tracking.log_model and is_main_process():
+            tracking.log_model(load_trained(path)[0])
+        tracking.log_artifacts([TRAIN_LOG], "metrics")
+    print(f"train: wrote {path}")
+    return 0
