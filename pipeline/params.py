@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from maskformer import MaskFormerConfig
 from maskformer.engine import TrainConfig
-from maskformer.evaluation.predict import TestConfig
+from maskformer.evaluation.predict import InferenceConfig
 
 CHECKPOINT_ROOT = Path("models/checkpoints")  # as dvc.yaml: a persist folder DVC does not cache
 
@@ -138,8 +138,8 @@ class EvaluateParams(_Section):
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     flip: bool = False
 
-    def test_config(self) -> TestConfig:
-        return TestConfig(
+    def test_config(self) -> InferenceConfig:
+        return InferenceConfig(
             self.test_size, self.max_size, self.size_divisibility, tuple(self.scales), self.flip
         )
 

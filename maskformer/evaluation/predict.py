@@ -13,7 +13,7 @@ from maskformer.inference import resize_to_image, semantic_inference
 
 
 @dataclass(frozen=True)
-class TestConfig:
+class InferenceConfig:
     """Test-time sizes; scales/flip > the defaults give the paper's multi-scale + flip (m.s.) numbers."""
 
     test_size: int = 512  # shortest side
@@ -45,12 +45,12 @@ class Predictor:
     def __init__(
         self,
         model: nn.Module,
-        cfg: TestConfig | None = None,
+        cfg: InferenceConfig | None = None,
         device: str | torch.device = "cpu",
         amp: bool = False,
     ) -> None:
         self.model = model.eval()
-        self.cfg = cfg or TestConfig()
+        self.cfg = cfg or InferenceConfig()
         self.device = torch.device(device)
         self.amp = amp and self.device.type == "cuda"
 

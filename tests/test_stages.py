@@ -1,0 +1,161 @@
+"""The train and evaluate stages on a tiny synthetic set: files in the standard formats, resume, params."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.params import Params, ParamsError, load_params
+from pipeline.stages.download import download
+from pipeline.stages.evaluate_instance import evaluate_instance
+from pipeline.stages.evaluate_semantic import evaluate_semantic
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.train import load_trained, run_key, train_model
+
+TINY_MODEL = {
+    "backbone": "resnet18",
+    "backbone_norm": "bn",
+    "num_queries": 8,
+    "hidden_dim": 32,
+    "nheads": 4,
+    "dim_feedforward": 64,
+    "dec_layers": 2,
+    "conv_dim": 32,
+    "mask_dim": 32,
+    "dropout": 0.0,
+}
+TINY = {
+    "data": {
+        "num_workers": 0,
+        "synthetic": {
+            "num_train": 8,
+            "num_val": 4,
+            "image_size": 64,
+            "min_object_size": 8,
+            "max_object_size": 24,
+        },
+    },
+    "model": TINY_MODEL,
+    "train": {
+        "crop_size": 64,
+        "max_iters": 3,
+        "batch_size": 2,
+        "num_workers": 0,
+        "checkpoint_period": 2,
+        "log_period": 1,
+        "device": "cpu",
+    },
+    "evaluate": {"test_size": 64, "device": "cpu"},
+}
+
+
+def tiny_params(**sections) -> Params:
+    raw = {k: {**v, **sections.get(k, {})} for k, v in TINY.items()}
+    return Params.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A folder with the tiny synthetic set processed and a 3-iteration model trained."""
+    root = tmp_path_factory.mktemp("stages")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        params = tiny_params()
+        download(params.data)
+        preprocess(params.data)
+        train_model(params)
+        yield root, params
+
+
+def test_train_writes_a_weights_only_model_and_a_curve(workspace, monkeypatch):
+    root, params = workspace
+    monkeypatch.chdir(root)
+    record = torch.load("models/model.pt", weights_only=True)
+    assert record["iteration"] == 3 and record["config"]["num_classes"] == 6
+    assert [c["name"] for c in record["categories"]][-2:] == ["sky", "ground"]
+    model, _ = load_trained()
+    torch.testing.assert_close(
+        model.state_dict()["predictor.class_embed.weight"], record["model"]["predictor.class_embed.weight"]
+    )
+    steps = [line.split(",")[0] for line in (root / "metrics/train_log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3"]
+    assert (root / "models/checkpoints" / run_key(params) / "model_0000003.pth").exists()
+
+
+def test_same_params_resume_and_changed_params_start_a_new_run(workspace, monkeypatch):
+    root, params = workspace
+    monkeypatch.chdir(root)
+    before = torch.load("models/model.pt", weights_only=True)["model"]
+    train_model(params)  # the run is complete: its last checkpoint is reused, nothing is trained
+    after = torch.load("models/model.pt", weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    changed = tiny_params(train={"lr": 5e-4})
+    assert run_key(changed) != run_key(params)
+
+
+def test_evaluate_semantic_writes_metrics_and_class_maps(workspace, monkeypatch):
+    root, params = workspace
+    monkeypatch.chdir(root)
+    metrics = evaluate_semantic(params)
+    assert set(metrics) == {"mIoU", "fwIoU", "mACC", "pACC"}
+    content = json.loads((root / "metrics/semantic.json").read_text())
+    assert content["sem_seg"]["pACC"] == pytest.approx(metrics["pACC"])
+    val = sorted((root / "data/processed/synthetic/semantic/val").iterdir())
+    preds = sorted((root / "predictions/semantic").iterdir())
+    assert [p.name for p in preds] == [p.name for p in val]
+    for p, g in zip(preds, val, strict=True):
+        pred, gt = np.asarray(Image.open(p)), np.asarray(Image.open(g))
+        assert pred.shape == gt.shape and pred.max() < 6
+    assert (root / "metrics/semantic_per_class.csv").read_text().startswith("class,IoU,ACC")
+    rows = (root / "metrics/semantic_confusion.csv").read_text().splitlines()
+    assert len(rows) == 1 + 7  # header + 6 classes + void
+
+
+def test_evaluate_instance_writes_coco_and_panoptic_predictions(workspace, monkeypatch):
+    root, params = workspace
+    monkeypatch.chdir(root)
+    content = evaluate_instance(params)
+    assert set(content["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert {"PQ", "SQ", "RQ", "PQ_th", "PQ_st"} <= set(content["panoptic_seg"])
+    results = json.loads((root / "predictions/instances_val_results.json").read_text())
+    gt = json.loads((root / "data/processed/synthetic/annotations/instances_val.json").read_text())
+    assert {r["image_id"] for r in results} <= {i["id"] for i in gt["images"]}
+    assert {r["category_id"] for r in results} <= {c["id"] for c in gt["categories"]}
+    panoptic = json.loads((root / "predictions/panoptic_val.json").read_text())
+    for ann in panoptic["annotations"]:
+        rgb = np.asarray(Image.open(root / "predictions/panoptic" / ann["file_name"])).astype(np.int64)
+        ids = set(np.unique(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]).tolist()) - {0}
+        assert ids == {s["id"] for s in ann["segments_info"]}
+
+
+def test_instance_evaluation_is_not_available_for_the_per_pixel_baseline(workspace, monkeypatch):
+    root, params = workspace
+    monkeypatch.chdir(root)
+    from maskformer import build_model
+    from maskformer.evaluation.predict import Predictor
+
+    cfg = params.model.replace(architecture="per_pixel_baseline", num_classes=6)
+    predictor = Predictor(build_model(cfg), params.evaluate.test_config())
+    record = {"config": cfg.to_dict(), "params": params.model_dump()}
+    content = evaluate_instance(params, predictor, record, write=False)
+    assert content["segm"] is None and "not available" in content["note"]
+    assert set(evaluate_semantic(params, predictor, write=False)) == {"mIoU", "fwIoU", "mACC", "pACC"}
+
+
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("train:\n  lrr: 1\n", "train.lrr"),
+        ("model:\n  num_classes: 3\n", "model.num_classes"),
+        ("model:\n  backbone: vgg\n", "backbone"),
+        ("train:\n  max_iters: -1\n", "max_iters"),
+        ("evaluate:\n  test_size: abc\n", "evaluate.test_size"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, text, key):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=key):
+        load_params(path)
