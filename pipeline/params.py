@@ -163,6 +163,8 @@ class TrackingParams(_Section):
 class Params(_Section):
     """All of params.yaml."""
 
+    preset: str | None = Field(None, description="name of an entry of `presets` merged over the sections")
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     data: DataParams = Field(default_factory=DataParams)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainParams = Field(default_factory=TrainParams)
@@ -198,12 +200,34 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: cannot read params: {exc}") from exc
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: the top level must be a mapping")
+    raw = apply_preset(path, raw)
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(_format_errors(path, exc)) from None
     _check_sources(path, params.data)
     return params
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Nested dict update: override's leaves win."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def apply_preset(path: Path, raw: dict) -> dict:
+    """Merge `presets[preset]` over the file's sections (a preset is a named set of section values)."""
+    name = raw.get("preset")
+    if name is None:
+        return raw
+    presets = raw.get("presets") or {}
+    if name not in presets:
+        raise ParamsError(f"{path}: preset: unknown preset {name!r} (known: {', '.join(sorted(presets))})")
+    return _merge(raw, presets[name])
 
 
 def _check_sources(path: Path, data: DataParams) -> None:

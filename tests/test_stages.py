@@ -159,3 +159,26 @@ def test_bad_params_name_the_key(tmp_path, text, key):
     path.write_text(text)
     with pytest.raises(ParamsError, match=key):
         load_params(path)
+
+
+def test_paper_preset_is_the_official_ade20k_r50_recipe(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "params.yaml").read_text().replace("preset: null", "preset: paper_ade20k_r50")
+    (tmp_path / "params.yaml").write_text(text)
+    params = load_params(tmp_path / "params.yaml")
+    assert (params.data.dataset, params.model.backbone, params.model.weights) == (
+        "ade20k",
+        "resnet50",
+        "imagenet",
+    )
+    assert (params.model.hidden_dim, params.model.num_queries, params.model.dec_layers) == (256, 100, 6)
+    assert (params.train.crop_size, params.train.engine.max_iters, params.train.engine.batch_size) == (
+        512,
+        160000,
+        16,
+    )
+    assert (params.train.engine.lr, params.train.engine.backbone_multiplier) == (1e-4, 0.1)
+    (tmp_path / "params.yaml").write_text(text.replace("preset: paper_ade20k_r50", "preset: nope"))
+    with pytest.raises(ParamsError, match="preset: unknown preset 'nope'"):
+        load_params(tmp_path / "params.yaml")
