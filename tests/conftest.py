@@ -1,5 +1,15 @@
-"""Shared test settings: small thread pool so tests behave on a 2-core machine."""
+"""Shared test settings: a small thread pool for a 2-core machine, and an MLflow store outside the repo."""
 
+import os
+
+import pytest
 import torch
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _mlflow_store(tmp_path_factory):
+    """Stages called by tests log to a throwaway sqlite store, never to the project's mlflow.db."""
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"

@@ -164,7 +164,8 @@ def test_bad_params_name_the_key(tmp_path, text, key):
 def test_paper_preset_is_the_official_ade20k_r50_recipe(tmp_path):
     from pathlib import Path
 
-    text = (Path(__file__).parents[1] / "params.yaml").read_text().replace("preset: null", "preset: paper_ade20k_r50")
+    text = (Path(__file__).parents[1] / "params.yaml").read_text()
+    text = text.replace("preset: null", "preset: paper_ade20k_r50")
     (tmp_path / "params.yaml").write_text(text)
     params = load_params(tmp_path / "params.yaml")
     assert (params.data.dataset, params.model.backbone, params.model.weights) == (

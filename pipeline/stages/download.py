@@ -63,9 +63,11 @@ def download(params: DataParams) -> Path:
 
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline download [--params params.yaml]`."""
+    from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
     argparse.ArgumentParser(prog="python -m pipeline download", description=__doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(params_path).data
-    root = download(params)
-    print(f"download: {params.dataset} ready at {root}")
+    params = load_params(params_path)
+    with tracking.stage_run("download", params):
+        root = download(params.data)
+    print(f"download: {params.data.dataset} ready at {root}")
     return 0

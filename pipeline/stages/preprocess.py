@@ -96,10 +96,13 @@ def preprocess(params: DataParams) -> Path:
 
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline preprocess [--params params.yaml]`."""
+    from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
     argparse.ArgumentParser(prog="python -m pipeline preprocess", description=__doc__).parse_args(argv)
-    params = load_params(params_path).data
+    params = load_params(params_path)
     start = time.perf_counter()
-    out = preprocess(params)
+    with tracking.stage_run("preprocess", params):
+        out = preprocess(params.data)
+        tracking.log_artifacts([out / "manifest.json"], "data")
     splits = json.loads((out / "manifest.json").read_text())["splits"]
     counts = ", ".join(f"{s}: {v['images']} images ({v['skipped']} skipped)" for s, v in splits.items())
     print(f"preprocess: {out} in {time.perf_counter() - start:.1f}s; {counts}")

@@ -110,10 +110,11 @@ def main(params_path: str, argv: list[str]) -> int:
     from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
     argparse.ArgumentParser(prog="python -m pipeline train", description=__doc__).parse_args(argv)
     params = load_params(params_path)
-    with tracking.stage_run("train", params, interrupted=(TrainingInterruptedError,)):
-        path = train_model(params, callback=tracking.log_step_metrics)
-        if params.tracking.log_model and is_main_process():
-            tracking.log_model(load_trained(path)[0])
-        tracking.log_artifacts([TRAIN_LOG], "metrics")
+    with tracking.stage_run("train", params, interrupted=(TrainingInterruptedError,)) as run:
+        path = train_model(params, callback=tracking.log_step_metrics if run else None)
+        if run is not None:  # under torchrun only rank 0 tracks
+            if params.tracking.log_model:
+                tracking.log_model(load_trained(path)[0])
+            tracking.log_artifacts([TRAIN_LOG], "metrics")
     print(f"train: wrote {path}")
     return 0

@@ -1,0 +1,342 @@
+"""MLflow tracking: one run per pipeline execution, shared by the stage processes through a state file.
+
+The first stage of an execution opens the run and writes its id to `.pipeline_run.json` (in the working
+directory, like every pipeline path); later stages, each its own process under `dvc repro`, reopen it;
+the `report` stage ends it FINISHED. A stage that raises ends it FAILED, SIGTERM/Ctrl-C end it KILLED,
+and both remove the state file so that the next execution starts a new run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import yaml
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.params import Params
+
+STATE_FILE = Path(".pipeline_run.json")
+LOCK_FILE = Path(".pipeline_run.json.lock")
+FINAL_STAGE = "report"
+# env vars set by the Prefect flow and `dvc exp run`: they name the execution and become run tags
+ENV_TAGS = {"pipeline_run_name": "PIPELINE_RUN_NAME", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
+            "dvc_experiment": "DVC_EXP_NAME"}
+MAX_PARAM_CHARS, PARAM_BATCH, METRIC_BATCH = 6000, 100, 1000  # MLflow's limits per value / log_batch call
+
+
+class StageInterrupted(BaseException):
+    """Raised by the SIGTERM handler; a BaseException so that `except Exception` cannot swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def project_root() -> Path:
+    """The absolute project folder: nearest ancestor of the cwd with dvc.yaml or .git (above .dvc/tmp)."""
+    cwd = Path.cwd().resolve()
+    if ".dvc" in cwd.parts:  # a `dvc exp run --temp` workspace logs into its project's database
+        cwd = Path(*cwd.parts[: cwd.parts.index(".dvc")])
+    return next((d for d in (cwd, *cwd.parents) if (d / "dvc.yaml").exists() or (d / ".git").exists()), cwd)
+
+
+def tracking_uri(params: Params) -> str:
+    """MLFLOW_TRACKING_URI, else params tracking.uri, else sqlite at an absolute path in the project."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin to the project
+        uri = f"sqlite:///{project_root() / uri.removeprefix('sqlite:///')}"
+    return uri
+
+
+def setup(params: Params) -> str:
+    """Point MLflow at the store and return the experiment's id (created on first use)."""
+    uri = tracking_uri(params)
+    mlflow.set_tracking_uri(uri)
+    client, name = MlflowClient(), params.tracking.experiment
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    # MLflow's default artifact root (./mlruns) follows the cwd: keep a sqlite store's artifacts beside it
+    location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri() \
+        if uri.startswith("sqlite:///") else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # a parallel stage created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of `a<sep>b` keys (empty dicts stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        flat.update(flatten(value, sep, name) if isinstance(value, dict) and value else {name: value})
+    return flat
+
+
+def param_dict(params: Params) -> dict[str, str]:
+    """All params as dotted keys named as in params.yaml, values as JSON text (strings as themselves)."""
+    flat = flatten(params.model_dump(mode="json"))
+    return {k.replace("train.engine.", "train."):
+            (v if isinstance(v, str) else json.dumps(v))[:MAX_PARAM_CHARS] for k, v in flat.items()}
+
+
+def params_hash(params: Params) -> str:
+    """A short hash of all params: names a run and tells a stale state file from this execution's."""
+    return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def git_commit() -> str | None:
+    """HEAD of the project's git repository, or None outside one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def data_hash(params: Params) -> str | None:
+    """DVC's md5 of data/processed/<dataset> from dvc.lock, else a sha256 of the manifest's split hashes."""
+    target = params.data.processed_path()
+    if Path("dvc.lock").exists():
+        stages = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages", {})
+        hashes = {Path(e["path"]): e["md5"] for s in stages.values() for e in [*s.get("outs", []),
+                  *s.get("deps", [])] if isinstance(e, dict) and e.get("md5") and e.get("path")}
+        for path in (target, target.parent):  # the data set's folder, or data/processed as one out
+            if path in hashes:
+                return f"md5:{hashes[path]}"
+    manifest = target / "manifest.json"
+    if not manifest.exists():
+        return None
+    splits = json.loads(manifest.read_text())["splits"]
+    return "sha256:" + hashlib.sha256(json.dumps({s: v["sha256"] for s, v in splits.items()},
+                                                 sort_keys=True).encode()).hexdigest()
+
+
+def _execution() -> dict[str, str | None]:
+    """What names this pipeline execution (all None under a plain `dvc repro`)."""
+    return {var: os.environ.get(var) for var in ENV_TAGS.values()}
+
+
+def _tags(params: Params) -> dict[str, str]:
+    """Run tags: git commit, Prefect/DVC names of the execution, data set and its hash."""
+    tags = {name: os.environ[var] for name, var in ENV_TAGS.items() if os.environ.get(var)}
+    commit = git_commit()
+    if commit:
+        tags |= {"git_commit": commit, "mlflow.source.git.commit": commit}
+    digest = data_hash(params)
+    return tags | {"dataset": params.data.dataset, **({"data_hash": digest} if digest else {})}
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Serialise state-file updates of stages that run in parallel (the two evaluate stages)."""
+    with LOCK_FILE.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_state() -> dict[str, Any] | None:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_current(state: dict[str, Any], stage: str, params: Params, experiment_id: str) -> bool:
+    """Whether the state file belongs to this execution (else a SIGKILLed or other execution left it)."""
+    keys = ("tracking_uri", "experiment_id", "params_hash", "execution")
+    now = (mlflow.get_tracking_uri(), experiment_id, params_hash(params), _execution())
+    if tuple(map(state.get, keys)) != now:
+        return False
+    if stage in state.get("stages", []):  # this stage already started: a new execution has begun
+        return False
+    try:
+        return MlflowClient().get_run(state["run_id"]).info.status == "RUNNING"
+    except MlflowException:
+        return False
+
+
+def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
+    """Reopen this execution's run, or start it (ending a stale RUNNING one KILLED); record the stage."""
+    with _locked():
+        state = _read_state()
+        if state and _is_current(state, stage, params, experiment_id):
+            run = mlflow.start_run(run_id=state["run_id"])
+        else:
+            if state:
+                with contextlib.suppress(MlflowException):
+                    if MlflowClient().get_run(state["run_id"]).info.status == "RUNNING":
+                        MlflowClient().set_terminated(state["run_id"], "KILLED")
+            run = _start(params, experiment_id)
+            state = {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
+                     "experiment_id": experiment_id, "params_hash": params_hash(params),
+                     "execution": _execution(), "stages": []}
+        state["stages"].append(stage)  # stages started in this run: one started twice means a new execution
+        STATE_FILE.write_text(json.dumps(state, indent=2))
+        mlflow.set_tag("pipeline_stages", ",".join(state["stages"]))
+        return run
+
+
+def _start(params: Params, experiment_id: str) -> mlflow.ActiveRun:
+    """A new run named after the execution, with all params and the resolved params file."""
+    name = os.environ.get("PIPELINE_RUN_NAME") or \
+        f"{params.data.dataset}-{params.model.backbone}-{params_hash(params)}"
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name)
+    items = list(param_dict(params).items())
+    for i in range(0, len(items), PARAM_BATCH):
+        mlflow.log_params(dict(items[i:i + PARAM_BATCH]))
+    mlflow.log_dict(params.model_dump(mode="json"), "params.yaml")
+    return run
+
+
+def _finish(status: str | None) -> None:
+    """Leave the run: `status` ends it for good, None keeps it RUNNING for the next stage."""
+    run_id = mlflow.active_run().info.run_id
+    if status is None:  # a parallel stage may have ended the run FAILED/KILLED meanwhile: keep that
+        mlflow.end_run(MlflowClient().get_run(run_id).info.status)
+        return
+    mlflow.end_run(status)
+    with _locked():
+        state = _read_state()
+        if state is not None and state["run_id"] == run_id:
+            STATE_FILE.unlink()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise StageInterrupted(signum)
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Params, interrupted: tuple[type[BaseException], ...] = ()
+              ) -> Iterator[mlflow.ActiveRun | None]:
+    """Run one stage inside this execution's MLflow run; FAILED on error, KILLED on SIGTERM/Ctrl-C or
+    `interrupted` exceptions (exit status 128 + signal), FINISHED after the final (report) stage.
+    Yields None (no tracking) on the other ranks of a torchrun launch."""
+    if os.environ.get("RANK", "0") != "0":
+        yield None
+        return
+    run = _open(stage, params, setup(params))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        mlflow.set_tags(_tags(params))
+        log_dataset(params)
+        yield run
+    except (StageInterrupted, KeyboardInterrupt, *interrupted) as exc:
+        _finish("KILLED")
+        print(f"{stage}: {exc or type(exc).__name__}; MLflow run {run.info.run_id} ended KILLED",
+              file=sys.stderr)
+        signum = exc.signum if isinstance(exc, StageInterrupted) else \
+            signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        raise SystemExit(128 + signum) from exc
+    except BaseException:
+        _finish("FAILED")
+        raise
+    else:
+        _finish("FINISHED" if stage == FINAL_STAGE else None)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def log_dataset(params: Params) -> None:
+    """Log the processed data set (its manifest's split table) as the run's input, tagged with its hash."""
+    manifest_path = params.data.processed_path() / "manifest.json"
+    if not manifest_path.exists():
+        return
+    manifest = json.loads(manifest_path.read_text())
+    rows = [{"split": split, **{k: v for k, v in info.items() if not isinstance(v, list)}}
+            for split, info in manifest["splits"].items()]
+    digest = data_hash(params) or ""
+    with warnings.catch_warnings():  # MLflow's hints about ambiguous local sources and int columns
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=str(manifest_path.parent.resolve()),
+                                          name=params.data.dataset, digest=digest.split(":")[-1][:36])
+        mlflow.log_input(dataset, context="training",
+                         tags={"data_hash": digest, "num_classes": str(manifest["num_classes"])})
+
+
+def log_step_metrics(step: int, metrics: dict[str, float]) -> None:
+    """Log one training step's metrics under the names of metrics/train_log.csv."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_metrics_file(path: str | Path) -> dict[str, float]:
+    """Log a metrics JSON as `<section>/<name>` metrics (its own names, e.g. sem_seg/mIoU); text as tags."""
+    flat = flatten(json.loads(Path(path).read_text()), sep="/")
+    metrics = {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags({f"{Path(path).stem}/{k}": v for k, v in flat.items() if isinstance(v, str)})
+    return metrics
+
+
+def log_train_log(path: str | Path) -> None:
+    """Log every row of a train_log.csv as per-step metrics (for a run whose train stage DVC skipped)."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(row["step"])) for row in rows for k, v in row.items()
+               if k != "step" and v]
+    run_id = mlflow.active_run().info.run_id
+    for i in range(0, len(metrics), METRIC_BATCH):
+        MlflowClient().log_batch(run_id, metrics=metrics[i:i + METRIC_BATCH])
+
+
+def log_artifacts(paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+    """Log existing files and folders (missing ones are skipped: an optional output)."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), f"{artifact_path}/{path.name}" if artifact_path else path.name)
+        elif path.is_file():
+            mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_model(model: Any) -> str:
+    """Log the model with mlflow.pytorch (pickled, with the maskformer source) and return its URI."""
+    import mlflow.pytorch
+    import torch
+    import torchvision
+
+    import maskformer
+
+    info = mlflow.pytorch.log_model(
+        model, name="model", serialization_format="pickle",
+        code_paths=[str(Path(maskformer.__file__).parent)],  # loadable where maskformer is not installed
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                          f"torchvision=={torchvision.__version__.split('+')[0]}", "numpy", "scipy"])
+    mlflow.set_tag("model_uri", info.model_uri)
+    return info.model_uri
+
+
+def run_location(run_id: str) -> str:
+    """Where to look at a run: its URL on a server, or the sqlite file and the `mlflow ui` command."""
+    uri, run = mlflow.get_tracking_uri(), MlflowClient().get_run(run_id)
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    return f"run {run_id} in {uri} (view: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)"
+
