@@ -138,7 +138,7 @@ class EvaluateParams(_Section):
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     flip: bool = False
 
-    def test_config(self) -> InferenceConfig:
+    def inference_config(self) -> InferenceConfig:
         return InferenceConfig(
             self.test_size, self.max_size, self.size_divisibility, tuple(self.scales), self.flip
         )

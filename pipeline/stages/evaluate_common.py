@@ -18,7 +18,7 @@ def build_predictor(params: Params) -> tuple[Predictor, dict]:
     """The trained model from models/model.pt wrapped for test-time inference, and its record."""
     device = resolve_device(params.evaluate.device)
     model, record = load_trained(MODEL_PATH, device)
-    return Predictor(model, params.evaluate.test_config(), device, amp=device.type == "cuda"), record
+    return Predictor(model, params.evaluate.inference_config(), device, amp=device.type == "cuda"), record
 
 
 def validation_set(params: Params, task: str) -> CanonicalDataset:
