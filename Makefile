@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: every stage of dvc.yaml on the default synthetic data, as a Prefect flow (local ephemeral
+# Prefect unless PREFECT_API_URL is set); it ends by printing where the report and the MLflow run are.
 run: setup
-	$(OFFLINE) $(BIN)/python -m pipeline demo
+	$(OFFLINE) $(BIN)/python -m pipeline run
 
 test: setup
 	$(OFFLINE) $(BIN)/ruff check maskformer pipeline tests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
@@ -187,6 +188,10 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if p != "engine") or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
+        # the library dataclasses name their field as `MaskFormerConfig.backbone=...`: use the dotted key
+        if match := re.match(r"(?:MaskFormerConfig|TrainConfig)\.(\w+)", msg):
+            key = f"{key}.{match.group(1)}"
+            msg = msg[match.end() :].lstrip("=")
         lines.append(f"{path}: {key}: {msg}")
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@ import argparse
 import csv
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     )
     TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
     TRAIN_LOG.write_text(log.path.read_text() if log.path.exists() else "step\n")
+    shutil.rmtree(checkpoints)  # the run is complete: its resume state would only pile up on disk
     return MODEL_PATH
 
 

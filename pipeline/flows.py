@@ -1,0 +1,175 @@
+"""The Prefect flow, built from dvc.yaml: one task per DVC stage in DVC's order, each running
+`dvc repro --single-item <stage>`, so DVC's lock, skipping and dvc.lock hold for Prefect runs too.
+
+A run with overrides writes them into params.yaml (as `dvc exp run -S` does) and is saved as a DVC
+experiment named after the flow run. Run from the repository root (where dvc.yaml is).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
+from pydantic import ValidationError
+
+from pipeline.deployment import RunSettings
+from pipeline.dvc_cli import dvc_command, stage_env, stage_order, stream
+from pipeline.dvc_params import validate_overrides, write_overrides
+from pipeline.params import ParamsError, load_params
+
+FLOW_NAME = "maskformer-pipeline"
+PARAMS = Path("params.yaml")  # what dvc.yaml's stages read
+METRICS = (Path("metrics/semantic.json"), Path("metrics/instance.json"))
+REPORT_HTML, REPORT_MD = Path("reports/report.html"), Path("reports/report.md")
+# stage -> (retries, delay in seconds between tries); a download may hit a flaky server: back off
+RETRIES: dict[str, tuple[int, Any]] = {"download": (3, exponential_backoff(backoff_factor=10))}
+DEFAULT_RETRIES = (1, 10)
+SKIPPED = "didn't change, skipping"  # what `dvc repro` prints for an up-to-date stage
+
+
+def run_name(overrides: dict[str, Any], unique: str = "") -> str:
+    """`<dataset>-<backbone>-<params hash>[-<unique>]`: readable, as MLflow names these params."""
+    from pipeline.tracking import params_hash  # late: imports mlflow
+
+    params = validate_overrides(PARAMS, overrides)
+    stem = f"{params.data.dataset}-{params.model.backbone}-{params_hash(params)}"
+    return f"{stem}-{unique}" if unique else stem
+
+
+def _flow_run_name() -> str:
+    """The flow run's name from its parameters (a short run id keeps experiment names unique)."""
+    try:
+        settings = RunSettings.model_validate(flow_run.parameters.get("settings") or {})
+        return run_name(settings.overrides(), str(flow_run.id)[:4])
+    except (ParamsError, ValidationError):  # bad params fail in the flow, with the key named
+        return f"invalid-params-{str(flow_run.id)[:4]}"
+
+
+def _train_progress() -> float | None:
+    """Fraction of training done, from the resume log the train stage appends to while it runs."""
+    from pipeline.stages.train import run_key  # late: imports torch
+
+    params = load_params(PARAMS)
+    log = Path("models/checkpoints") / run_key(params) / "train_log.csv"
+    try:
+        last = log.read_text().strip().splitlines()[-1]
+        return min(1.0, int(last.split(",")[0]) / params.train.engine.max_iters)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@task(cache_policy=NO_CACHE)
+def run_stage(stage: str, env: dict[str, str], progress_id: Any, position: tuple[int, int]) -> str:
+    """Run one DVC stage (skipped by DVC when nothing changed), streaming its output into the task log."""
+    logger = get_run_logger()
+    done, total = position
+    reported: list[float] = []
+
+    def tick() -> None:  # training prints nothing while it runs: report its progress instead
+        fraction = _train_progress() if stage == "train" else None
+        if fraction is not None and fraction not in reported:
+            reported.append(fraction)
+            logger.info("%s: %.0f%% of the iterations done", stage, 100 * fraction)
+            update_progress_artifact(progress_id, 100.0 * (done + fraction) / total,
+                                     description=f"{stage}: {100 * fraction:.0f}%")
+
+    command = dvc_command("repro", "--single-item", stage)
+    lines = stream(command, logger.info, env=stage_env(env), on_tick=tick)
+    update_progress_artifact(progress_id, 100.0 * (done + 1) / total, description=f"{stage} done")
+    return "skipped" if any(SKIPPED in line for line in lines) else "ran"
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def record_experiment(name: str, env: dict[str, str]) -> str:
+    """Save the workspace (params, dvc.lock, cached outs) as the DVC experiment `name`."""
+    stream(dvc_command("exp", "save", "--name", name), get_run_logger().info, env=stage_env(env))
+    return name
+
+
+def headline_metrics() -> list[dict[str, Any]]:
+    """Rows `{metric, value}` of metrics/*.json ("sem_seg/mIoU", "panoptic_seg/PQ", ...)."""
+    rows = []
+    for path in METRICS:
+        if not path.exists():
+            continue
+        for section, values in json.loads(path.read_text()).items():
+            if isinstance(values, dict):
+                rows += [{"metric": f"{section}/{k}", "value": round(v, 3) if isinstance(v, float) else v}
+                         for k, v in values.items()]
+    return rows
+
+
+def mlflow_run_link(name: str) -> tuple[str, str] | None:
+    """(URL, where) of the MLflow run the stages logged for this flow run, or None when there is none."""
+    import mlflow  # late: slow import, only at the end of a run
+
+    from pipeline import tracking
+
+    tracking.setup(load_params(PARAMS))
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list", max_results=1,
+                              filter_string=f"tags.pipeline_run_name = '{name}'")
+    if not runs:
+        return None
+    info = runs[0].info
+    where = tracking.run_location(info.run_id)
+    if where.startswith("http"):
+        return where, where
+    return f"http://127.0.0.1:5000/#/experiments/{info.experiment_id}/runs/{info.run_id}", where
+
+
+def publish_artifacts(name: str) -> str | None:
+    """Prefect artifacts of the run: headline metrics table, the report, links to it and to MLflow;
+    returns where the MLflow run is (None when no stage ran, so nothing was logged)."""
+    rows = headline_metrics()
+    if rows:
+        create_table_artifact(rows, key="headline-metrics", description=f"Headline metrics of {name}")
+    if REPORT_MD.exists():
+        create_markdown_artifact(REPORT_MD.read_text(), key="report", description=f"Report of {name}")
+    if REPORT_HTML.exists():
+        create_link_artifact(REPORT_HTML.resolve().as_uri(), link_text="report.html", key="report-html",
+                             description=f"HTML report of {name}")
+    link = mlflow_run_link(name)
+    if link:
+        create_link_artifact(link[0], link_text=f"MLflow run {name}", key="mlflow-run", description=link[1])
+    return link[1] if link else None
+
+
+@flow(name=FLOW_NAME, flow_run_name=_flow_run_name, log_prints=True,
+      description="MaskFormer pipeline: the stages of dvc.yaml, run through DVC, in DVC's order.")
+def pipeline_flow(settings: RunSettings | None = None) -> dict[str, Any]:
+    """Validate the overrides, apply them, run every DVC stage as a task, save the experiment, publish."""
+    overrides = (settings or RunSettings()).overrides()
+    validate_overrides(PARAMS, overrides)  # before any work: a bad key fails here, named
+    logger = get_run_logger()
+    name = flow_run.name or run_name(overrides)
+    env = {"PIPELINE_RUN_NAME": name, "PREFECT_FLOW_RUN_ID": str(flow_run.id or "")}
+    if overrides:
+        env["DVC_EXP_NAME"] = name
+        write_overrides(PARAMS, overrides)
+        logger.info("params.yaml: set %s", ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
+    stages = stage_order()
+    progress_id = create_progress_artifact(0.0, key="pipeline-progress", description="stages done")
+    results: dict[str, str] = {}
+    for i, stage in enumerate(stages):
+        retries, delay = RETRIES.get(stage, DEFAULT_RETRIES)
+        runner = run_stage.with_options(name=stage, task_run_name=f"{stage} [{name}]", retries=retries,
+                                        retry_delay_seconds=delay)
+        results[stage] = runner(stage, env, progress_id, (i, len(stages)))
+    saver = record_experiment.with_options(task_run_name=f"record_experiment [{name}]")
+    experiment = saver(name, env) if overrides else None
+    logger.info("stages: %s", ", ".join(f"{s} {r}" for s, r in results.items()))
+    mlflow_run = publish_artifacts(name)
+    return {"run_name": name, "stages": results, "experiment": experiment, "mlflow": mlflow_run,
+            "report": str(REPORT_HTML.resolve()) if REPORT_HTML.exists() else None}

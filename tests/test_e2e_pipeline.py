@@ -1,0 +1,293 @@
+"""End to end, in a temporary copy of the repository (own git + DVC) with a tiny config: `dvc repro`,
+skipping, experiments, the Prefect flow in ephemeral mode, push/pull, and a served deployment.
+
+The tests share one repository and run in file order: each step starts from the state the last left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+TINY = {
+    "data": {"num_workers": 0, "synthetic": {"num_train": 16, "num_val": 8, "image_size": 64,
+                                             "min_object_size": 12, "max_object_size": 28}},
+    "model": {"conv_dim": 32, "mask_dim": 32, "hidden_dim": 32, "num_queries": 8, "nheads": 4,
+              "dim_feedforward": 64, "dec_layers": 2},
+    "train": {"crop_size": 64, "max_iters": 4, "batch_size": 2, "num_workers": 0, "checkpoint_period": 4,
+              "keep_last": 1, "log_period": 1, "device": "cpu"},
+    "evaluate": {"device": "cpu", "test_size": 64},
+    "report": {"num_samples": 2, "dpi": 30},
+}
+OUTS = ["data/raw/synthetic", "data/processed/synthetic", "models/model.pt", "metrics/semantic.json"]
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """Deep-update params (the tiny config over the repository's params.yaml)."""
+    for key, value in update.items():
+        base[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return base
+
+
+def _env(home: Path) -> dict[str, str]:
+    """Offline, single-threaded, own Prefect home and no Prefect server unless a test sets one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DVC_"))}
+    return env | {"OMP_NUM_THREADS": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
+                  "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_HOME": str(home),
+                  "PATH": f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"}
+
+
+class Repo:
+    """A temporary copy of the repository and helpers to run commands in it."""
+
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
+        self.path, self.env = path, env
+
+    def run(self, *cmd: str, cwd: Path | None = None, **kw) -> subprocess.CompletedProcess:
+        """Run a command in the repository; a failure shows its output."""
+        result = subprocess.run(cmd, cwd=cwd or self.path, env=kw.pop("env", self.env), capture_output=True,
+                                text=True, **kw)
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def dvc(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(PY, "-m", "dvc", *args, **kw)
+
+    def git(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run("git", *args, **kw)
+
+    def json(self, rel: str) -> dict:
+        return json.loads((self.path / rel).read_text())
+
+
+def build_repo(dst: Path, env: dict[str, str]) -> Repo:
+    """Copy the working tree's files (tracked and new, not ignored), tiny params, git + DVC init."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    params = _merge(yaml.safe_load((dst / "params.yaml").read_text()), TINY)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo = Repo(dst, env)
+    repo.git("init", "-q", "-b", "main")
+    repo.git("config", "user.name", "e2e")
+    repo.git("config", "user.email", "e2e@example.com")
+    if not (dst / ".dvc" / "config").exists():
+        repo.dvc("init", "-q")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "tiny config")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    base = tmp_path_factory.mktemp("e2e")
+    (base / "repo").mkdir()
+    yield build_repo(base / "repo", _env(base / "prefect-home"))
+    shutil.rmtree(base, ignore_errors=True)  # resume checkpoints, caches and the remote: ~1 GB
+
+
+def ran(output: str) -> list[str]:
+    """Stages `dvc repro` ran, in order."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def mlflow_runs(repo: Repo) -> list:
+    """Every MLflow run in the copy's store (the tracking default: sqlite mlflow.db in the project)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo.path / 'mlflow.db'}")  # leaves the global URI alone
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_repro_runs_every_stage(repo: Repo) -> None:
+    out = repo.dvc("repro").stdout
+    order = ran(out)
+    dry = repo.dvc("repro", "--dry", "--force").stdout
+    assert order == ran(dry) and {"download", "preprocess", "train", "report"} <= set(order), out
+    assert (repo.path / "dvc.lock").exists()
+    assert "mIoU" in repo.json("metrics/semantic.json")["sem_seg"]
+    assert "panoptic_seg" in repo.json("metrics/instance.json")
+    assert (repo.path / "reports/report.html").exists() and (repo.path / "reports/report.md").exists()
+    (run,) = mlflow_runs(repo)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.max_iters"] == "4" and "sem_seg/mIoU" in run.data.metrics
+    metrics = json.loads(repo.dvc("metrics", "show", "--json").stdout)
+    assert any("metrics/semantic.json" in json.dumps(v) for v in metrics.values())
+    plots = json.loads(repo.dvc("plots", "show", "--json").stdout)
+    assert not plots.get("errors") and {"loss", "per_class_iou", "per_class_pq"} <= set(plots["data"]), plots
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "baseline")
+
+
+def test_second_repro_runs_nothing(repo: Repo) -> None:
+    out = repo.dvc("repro").stdout
+    assert ran(out) == [], out
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+
+
+def test_train_param_reruns_train_and_downstream_only(repo: Repo) -> None:
+    overrides = ("-S", "train.lr=0.001", "-S", "model.backbone=resnet34")
+    out = repo.dvc("exp", "run", "-n", "lr-backbone", *overrides).stdout
+    assert ran(out)[0] == "train" and "download" not in ran(out) and "preprocess" not in ran(out), out
+    assert {"evaluate_semantic", "evaluate_instance", "report"} <= set(ran(out))
+    assert yaml.safe_load((repo.path / "params.yaml").read_text())["model"]["backbone"] == "resnet34"
+
+
+def test_flow_run_in_ephemeral_mode(repo: Repo) -> None:
+    out = repo.run(PY, "-m", "pipeline", "run", "--set", "train.lr=0.002", "--set", "model.backbone=resnet18",
+                   timeout=900).stdout
+    line = next(s for s in out.splitlines() if s.startswith("run "))
+    name, stages = line.removeprefix("run ").split(": ", 1)
+    repo.name = name
+    order = [s.split()[0] for s in stages.split(", ")]
+    assert order == ran(repo.dvc("repro", "--dry", "--force").stdout)  # one task per stage, DVC's order
+    assert "download skipped" in stages and "train ran" in stages, out
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+
+
+def test_experiments_and_mlflow_list_both_runs(repo: Repo) -> None:
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    experiments = {exp["name"]: exp for base in shown for exp in (base.get("experiments") or [])}
+    for exp_name in ("lr-backbone", repo.name):
+        (rev,) = experiments[exp_name]["revs"]
+        data = rev["data"]
+        assert data["params"]["params.yaml"]["data"]["train"]["lr"] in (0.001, 0.002)
+        assert "mIoU" in json.dumps(data["metrics"]["metrics/semantic.json"]), data["metrics"]
+    runs = {r.info.run_name: r for r in mlflow_runs(repo)}
+    assert len(runs) == 3, sorted(runs)
+    flow_run = runs[repo.name]
+    assert flow_run.data.tags["dvc_experiment"] == repo.name and flow_run.data.params["train.lr"] == "0.002"
+    assert all("sem_seg/mIoU" in r.data.metrics for r in runs.values())
+
+
+def test_push_then_pull_into_a_fresh_clone(repo: Repo) -> None:
+    remote, clone = repo.path.parent / "remote", repo.path.parent / "clone"
+    repo.dvc("remote", "add", "-d", "local", str(remote))
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "flow run")
+    repo.dvc("push")
+    repo.git("clone", "-q", str(repo.path), str(clone), cwd=repo.path.parent)
+    repo.dvc("pull", cwd=clone)
+    for rel in OUTS:
+        a, b = repo.path / rel, clone / rel
+        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()) if a.is_dir() else [Path()]
+        assert files and all((b / f).read_bytes() == (a / f).read_bytes() for f in files), rel
+
+
+def _free_port() -> int:
+    """A port nothing listens on now, for the test's Prefect server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` every second until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    """Whether the Prefect server at `url` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a process group this test started (the server spawns workers)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+CLIENT = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+async def main():
+    async with get_client() as client:
+        for _ in range(120):
+            try:
+                dep = await client.read_deployment_by_name("maskformer-pipeline/maskformer")
+                break
+            except Exception:
+                await asyncio.sleep(1)
+        try:  # out of bounds: refused by the server, no run created
+            await client.create_flow_run_from_deployment(dep.id, parameters={"settings": {"lr": -1}})
+            rejected = False
+        except Exception:
+            rejected = True
+        run = await run_deployment(dep.id, parameters={"settings": json.loads(sys.argv[1])}, timeout=600,
+                                   poll_interval=2)
+        arts = await client.read_artifacts()
+        limit, options = dep.global_concurrency_limit, dep.concurrency_options
+        print(json.dumps({"state": run.state.type.value, "name": run.name, "rejected": rejected,
+                          "limit": limit.limit if limit else None,
+                          "strategy": options.collision_strategy.value if options else None,
+                          "schema": dep.parameter_openapi_schema,
+                          "artifacts": sorted({a.key for a in arts if a.flow_run_id == run.id and a.key})}))
+
+asyncio.run(main())
+"""
+
+
+def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/api"
+    server_env = _env(repo.path.parent / "server-home")
+    server = subprocess.Popen([str(Path(PY).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", url.split(":")[2].split("/")[0]], env=server_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = repo.env | {"PREFECT_API_URL": url}
+    serve = None
+    try:
+        _wait(lambda: _healthy(url), 180, "prefect server")
+        log = (repo.path.parent / "serve.log").open("w")
+        serve = subprocess.Popen([PY, "-m", "pipeline", "serve"], cwd=repo.path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        result = repo.run(PY, "-c", CLIENT, json.dumps({"max_iters": 3, "lr": 0.0005}), env=env, timeout=800)
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+        assert info["state"] == "COMPLETED", (repo.path.parent / "serve.log").read_text()[-4000:]
+        assert info["name"].startswith("synthetic-resnet18-")
+        assert info["limit"] == 1 and info["strategy"] == "ENQUEUE" and info["rejected"]
+        settings = info["schema"]["definitions"]["RunSettings"]["properties"]
+        assert settings["lr"]["anyOf"][0]["exclusiveMinimum"] == 0 and settings["lr"]["description"]
+        assert {"headline-metrics", "report", "mlflow-run"} <= set(info["artifacts"]), info["artifacts"]
+        assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    finally:
+        for proc in (serve, server):
+            if proc is not None:
+                _stop(proc)
