@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import resource
+import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,15 +69,47 @@ def timed(step: Callable[[], None], device: torch.device, warmup: int, iters: in
     return (time.perf_counter() - start) / iters
 
 
+def interleaved(
+    steps: dict[Any, Callable[[], None]], device: torch.device, warmup: int, iters: int, rounds: int
+) -> tuple[dict[Any, float], dict[Any, float | None]]:
+    """Median seconds per call of each step, timed in alternating rounds so machine noise hits all alike.
+
+    Returns (seconds per call, peak device memory in GiB while each step ran: None on CPU, where the
+    allocator's peak is not tracked; on a GPU it includes everything resident, e.g. other models).
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    samples: dict[Any, list[float]] = {name: [] for name in steps}
+    peaks: dict[Any, float | None] = dict.fromkeys(steps)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            for _ in range(iters):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                peaks[name] = max(peaks[name] or 0.0, torch.cuda.max_memory_allocated(device) / 2**30)
+            samples[name].append((time.perf_counter() - start) / iters)
+    return {name: statistics.median(values) for name, values in samples.items()}, peaks
+
+
 def record(path: Path, **fields) -> dict:
     """Append one measurement (with versions and date) to a JSON-lines file and return it."""
     import torchvision
 
+    transformers = sys.modules.get("transformers")
     entry = {
         **fields,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "transformers": getattr(transformers, "__version__", None),
         "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "load_avg_1m": os.getloadavg()[0],  # > cores: other processes shared the machine (noisy timings)
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,16 +8,25 @@ channels_last, fused AdamW).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 import yaml
 
-from benchmarks.common import RESULTS, device_name, peak_memory_gib, random_batch, record, timed
-from maskformer import MaskFormerConfig, build_model
-from maskformer.engine import build_optimizer, clip_grad_norm, resolve_device
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run by path (python benchmarks/train_throughput.py): find benchmarks/
+
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    device_name,
+    peak_memory_gib,
+    random_batch,
+    record,
+    timed,
+)
+from maskformer import MaskFormerConfig, build_model  # noqa: E402
+from maskformer.engine import build_optimizer, clip_grad_norm, resolve_device  # noqa: E402
 
 
 def configs() -> dict[str, tuple[MaskFormerConfig, int, int]]:

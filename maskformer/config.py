@@ -47,6 +47,9 @@ class MaskFormerConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     ignore_label: int = 255
+    num_points: int = 0  # > 0: mask losses at this many sampled points (Mask2Former uses 12544); 0: dense
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
     # inference
     object_mask_threshold: float = 0.8
     overlap_threshold: float = 0.8
@@ -76,6 +79,11 @@ class MaskFormerConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"MaskFormerConfig.{name}={getattr(self, name)}: must be >= 1")
+        if self.num_points < 0 or self.oversample_ratio < 1:
+            raise ValueError(
+                f"MaskFormerConfig.num_points={self.num_points} must be >= 0 and oversample_ratio="
+                f"{self.oversample_ratio} >= 1"
+            )
         if self.encoder_layers < 0:
             raise ValueError(f"MaskFormerConfig.encoder_layers={self.encoder_layers}: must be >= 0")
         if self.hidden_dim % self.nheads:

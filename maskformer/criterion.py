@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from maskformer.matcher import HungarianMatcher
+from maskformer.point_sampling import sample_for_loss, sampled_logits
 
 
 def sigmoid_focal_loss(
@@ -91,12 +92,18 @@ class SetCriterion(nn.Module):
         eos_coef: float = 0.1,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        num_points: int = 0,
+        oversample_ratio: float = 3.0,
+        importance_sample_ratio: float = 0.75,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher
         self.weight_dict = weight_dict
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        # num_points > 0: mask losses at uncertainty-sampled points (Mask2Former) instead of every pixel
+        self.num_points, self.oversample_ratio = num_points, oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
         empty_weight = torch.ones(num_classes + 1)
         empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight)
@@ -107,27 +114,38 @@ class SetCriterion(nn.Module):
         target_classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )
-        batch_idx, src_idx = _src_permutation(indices)
-        matched = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices, strict=True)])
-        target_classes[batch_idx.to(logits.device), src_idx.to(logits.device)] = matched.to(logits.device)
+        batch_idx, src_idx = _src_permutation(indices)  # on the logits' device: the matcher put them there
+        pairs = zip(targets, indices, strict=True)
+        matched = torch.cat([t["labels"][j.to(t["labels"].device)] for t, (_, j) in pairs])
+        target_classes[batch_idx, src_idx] = matched.to(logits.device)
         return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
 
     def loss_masks(
         self, outputs: dict, targets: list[dict], indices: list, num_masks: float | Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Focal and dice losses of matched masks, predictions upsampled (bilinear) to the target size."""
+        """Focal and dice losses of matched masks: predictions upsampled (bilinear) to the target size, or
+        both taken at `num_points` sampled points."""
         pred = outputs["pred_masks"]
         batch_idx, src_idx = _src_permutation(indices)
-        src = pred[batch_idx.to(pred.device), src_idx.to(pred.device)]
+        src = pred[batch_idx, src_idx]
         tgt = torch.cat(
             [t["masks"][j.to(t["masks"].device)] for t, (_, j) in zip(targets, indices, strict=True)]
         )
         if src.shape[0] == 0:  # no target masks anywhere in the batch: nothing to supervise
             zero = pred.sum() * 0.0
             return zero, zero
-        src = F.interpolate(src[:, None].float(), size=tgt.shape[-2:], mode="bilinear", align_corners=False)
-        src = src[:, 0].flatten(1)
-        tgt = tgt.to(device=src.device, dtype=src.dtype).flatten(1)
+        if self.num_points:
+            coords, tgt = sample_for_loss(
+                src, tgt, self.num_points, self.oversample_ratio, self.importance_sample_ratio
+            )
+            src = sampled_logits(src, coords)
+        else:
+            src = F.interpolate(
+                src[:, None].float(), size=tgt.shape[-2:], mode="bilinear", align_corners=False
+            )
+            src = src[:, 0].flatten(1)
+            tgt = tgt.flatten(1)
+        tgt = tgt.to(device=src.device, dtype=src.dtype)
         return (
             sigmoid_focal_loss(src, tgt, num_masks, self.focal_alpha, self.focal_gamma),
             dice_loss(src, tgt, num_masks),

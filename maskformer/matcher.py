@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
@@ -90,12 +91,19 @@ class HungarianMatcher(nn.Module):
     @torch.no_grad()
     def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
         """Args: outputs with pred_logits [B, Q, K+1] and pred_masks [B, Q, h, w]; targets with labels [N]
-        and masks [N, H, W]. Returns per image (query indices, target indices), int64, sorted by query."""
+        and masks [N, H, W]. Returns per image (query indices, target indices), int64 on the model's device,
+        sorted by query."""
         cost = self.cost_matrix(outputs, targets).cpu()  # the one host sync the assignment needs
-        indices = []
-        for b, t in enumerate(targets):
-            rows, cols = linear_sum_assignment(cost[b, :, : len(t["labels"])].numpy())
-            indices.append(
-                (torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64))
-            )
+        pairs = [linear_sum_assignment(cost[b, :, : len(t["labels"])].numpy()) for b, t in enumerate(targets)]
+        # one copy of all indices to the device (pinned, non-blocking), so the criterion never syncs on them
+        flat = torch.from_numpy(np.concatenate([np.concatenate(p) for p in pairs]).astype(np.int64))
+        device = outputs["pred_logits"].device
+        if device.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(device, non_blocking=True)
+        indices, start = [], 0
+        for rows, _ in pairs:
+            n = len(rows)
+            indices.append((flat[start : start + n], flat[start + n : start + 2 * n]))
+            start += 2 * n
         return indices

@@ -111,7 +111,15 @@ def build_criterion(cfg: MaskFormerConfig) -> SetCriterion:
         for i in range(cfg.dec_layers - 1):
             weight_dict.update({f"{k}_{i}": v for k, v in base.items()})
     return SetCriterion(
-        cfg.num_classes, matcher, weight_dict, cfg.no_object_weight, cfg.focal_alpha, cfg.focal_gamma
+        cfg.num_classes,
+        matcher,
+        weight_dict,
+        cfg.no_object_weight,
+        cfg.focal_alpha,
+        cfg.focal_gamma,
+        cfg.num_points,
+        cfg.oversample_ratio,
+        cfg.importance_sample_ratio,
     )
 
 

@@ -72,7 +72,7 @@ class TransformerPredictor(nn.Module):
         query_pos = self.query_embed.weight.unsqueeze(0).expand(src.shape[0], -1, -1)
         tgt = torch.zeros_like(query_pos)  # zero input queries; the learned embeddings act as positions
         layers = self.transformer_decoder(tgt, src, pos=pos, query_pos=query_pos)
-        if not self.deep_supervision:
+        if not (self.deep_supervision and self.training):  # aux outputs only feed the training loss
             layers = layers[-1:]
         hs = torch.stack(layers)  # [L, B, Q, C]
         logits = self.class_embed(hs)

@@ -72,3 +72,29 @@ def test_weight_dict_has_paper_weights_for_every_layer():
     assert criterion.empty_weight[-1].item() == pytest.approx(0.1)
     assert len(criterion.weight_dict) == 3 * 6
     assert criterion.weight_dict["loss_mask_4"] == 20.0
+
+
+def test_point_sampled_losses_approach_the_dense_ones():
+    import torch.nn.functional as F
+
+    from maskformer.criterion import SetCriterion
+    from maskformer.matcher import HungarianMatcher
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 4, 3, generator=gen)
+    masks = F.interpolate(torch.randn(1, 4, 4, 4, generator=gen), size=(16, 16), mode="bilinear")
+    blocks = torch.rand(1, 2, 8, 8, generator=gen) > 0.5  # blocky masks: few boundary pixels to interpolate
+    targets = [
+        {"labels": torch.tensor([0, 1]), "masks": F.interpolate(blocks.float(), size=(64, 64))[0] > 0.5}
+    ]
+    outputs = {"pred_logits": logits, "pred_masks": masks}
+    weights = {"loss_ce": 1.0, "loss_mask": 20.0, "loss_dice": 1.0}
+    dense = SetCriterion(2, HungarianMatcher(), weights)(outputs, targets)
+    torch.manual_seed(0)
+    sampled = SetCriterion(2, HungarianMatcher(), weights, num_points=20000, importance_sample_ratio=0.0)(
+        outputs, targets
+    )
+    # uniform points (no importance sampling) estimate the pixel means: close to the dense values
+    assert sampled["loss_dice"].item() == pytest.approx(dense["loss_dice"].item(), rel=0.03)
+    assert sampled["loss_mask"].item() == pytest.approx(dense["loss_mask"].item(), rel=0.03)
+    assert sampled["loss_ce"].item() == pytest.approx(dense["loss_ce"].item())
