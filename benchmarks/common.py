@@ -55,18 +55,8 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def timed(step: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
-    """Seconds per call of `step` after `warmup` calls, synchronising the device around the timing."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / iters
+    """Seconds per call of `step` after `warmup` calls (one timed block, the device synchronised)."""
+    return interleaved({"step": step}, device, warmup, iters, rounds=1)[0]["step"]
 
 
 def interleaved(
