@@ -152,10 +152,9 @@ class SetCriterion(nn.Module):
         )
 
     def layer_losses(
-        self, outputs: dict, targets: list[dict], num_masks: float | Tensor, suffix: str = ""
+        self, outputs: dict, targets: list[dict], indices: list, num_masks: float | Tensor, suffix: str = ""
     ) -> dict[str, Tensor]:
-        """Match one layer's predictions and compute its three losses."""
-        indices = self.matcher(outputs, targets)
+        """One layer's three losses, given its matching."""
         loss_mask, loss_dice = self.loss_masks(outputs, targets, indices, num_masks)
         return {
             f"loss_ce{suffix}": self.loss_labels(outputs, targets, indices),
@@ -169,9 +168,13 @@ class SetCriterion(nn.Module):
         logits = outputs["pred_logits"]
         check_targets(targets, self.num_classes, logits.shape[0], tuple(outputs["pred_masks"].shape[-2:]))
         num_masks = num_masks_across_processes(targets, logits.device)
-        losses = self.layer_losses(outputs, targets, num_masks)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            losses.update(self.layer_losses(aux, targets, num_masks, suffix=f"_{i}"))
+        layers = [outputs, *outputs.get("aux_outputs", [])]
+        matchings = self.matcher.match_layers(layers, targets)  # every layer matched, one host sync
+        losses: dict[str, Tensor] = {}
+        for i, (layer, indices) in enumerate(zip(layers, matchings, strict=True)):
+            losses.update(
+                self.layer_losses(layer, targets, indices, num_masks, "" if i == 0 else f"_{i - 1}")
+            )
         return losses
 
 

@@ -89,15 +89,19 @@ class HungarianMatcher(nn.Module):
         return cost
 
     @torch.no_grad()
-    def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
-        """Args: outputs with pred_logits [B, Q, K+1] and pred_masks [B, Q, h, w]; targets with labels [N]
-        and masks [N, H, W]. Returns per image (query indices, target indices), int64 on the model's device,
-        sorted by query."""
-        cost = self.cost_matrix(outputs, targets).cpu()  # the one host sync the assignment needs
-        pairs = [linear_sum_assignment(cost[b, :, : len(t["labels"])].numpy()) for b, t in enumerate(targets)]
-        # one copy of all indices to the device (pinned, non-blocking), so the criterion never syncs on them
+    def match_layers(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[Tensor, Tensor]]]:
+        """Match several decoder layers' outputs with one host sync: every cost matrix is computed on the
+        device, all are copied to the host at once for scipy, and all indices go back in one copy."""
+        cost = torch.stack([self.cost_matrix(o, targets) for o in layers]).cpu()  # [L, B, Q, Nmax]
+        sizes = [len(t["labels"]) for t in targets]
+        pairs = [
+            linear_sum_assignment(cost[l, b, :, :n].numpy())
+            for l in range(len(layers))
+            for b, n in enumerate(sizes)
+        ]
+        # pinned + non-blocking, so the criterion never waits on index copies
         flat = torch.from_numpy(np.concatenate([np.concatenate(p) for p in pairs]).astype(np.int64))
-        device = outputs["pred_logits"].device
+        device = layers[0]["pred_logits"].device
         if device.type == "cuda":
             flat = flat.pin_memory()
         flat = flat.to(device, non_blocking=True)
@@ -106,4 +110,10 @@ class HungarianMatcher(nn.Module):
             n = len(rows)
             indices.append((flat[start : start + n], flat[start + n : start + 2 * n]))
             start += 2 * n
-        return indices
+        return [indices[i : i + len(targets)] for i in range(0, len(indices), len(targets))]
+
+    def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
+        """Args: outputs with pred_logits [B, Q, K+1] and pred_masks [B, Q, h, w]; targets with labels [N]
+        and masks [N, H, W]. Returns per image (query indices, target indices), int64 on the model's device,
+        sorted by query."""
+        return self.match_layers([outputs], targets)[0]

@@ -91,3 +91,24 @@ def test_obvious_match():
     targets = [{"labels": torch.tensor([1, 0]), "masks": torch.stack([mask_a, ~mask_a])}]
     rows, cols = HungarianMatcher()({"pred_logits": logits, "pred_masks": masks}, targets)[0]
     assert dict(zip(rows.tolist(), cols.tolist(), strict=True)) == {0: 1, 2: 0}
+
+
+def test_matching_all_layers_at_once_equals_one_layer_at_a_time():
+    gen = torch.Generator().manual_seed(3)
+    matcher = HungarianMatcher()
+    layers = [
+        {
+            "pred_logits": torch.randn(2, 5, 4, generator=gen),
+            "pred_masks": torch.randn(2, 5, 6, 6, generator=gen),
+        }
+        for _ in range(3)
+    ]
+    targets = [
+        {"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 24, 24, generator=gen) > 0.5},
+        {"labels": torch.tensor([], dtype=torch.int64), "masks": torch.zeros(0, 24, 24, dtype=torch.bool)},
+    ]
+    together = matcher.match_layers(layers, targets)
+    assert len(together) == 3
+    for layer, indices in zip(layers, together, strict=True):
+        for (rows, cols), (r, c) in zip(indices, matcher(layer, targets), strict=True):
+            assert torch.equal(rows, r) and torch.equal(cols, c)
