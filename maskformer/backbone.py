@@ -8,13 +8,22 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import Tensor, nn
-from torchvision.ops import StochasticDepth
-from torchvision.ops.misc import FrozenBatchNorm2d
+from torch.nn import functional as F
+from torchvision.ops import StochasticDepth, misc
 
 from maskformer.config import RESNETS, SWINS
 
 FEATURE_NAMES = ("res2", "res3", "res4", "res5")
 FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+class FrozenBatchNorm2d(misc.FrozenBatchNorm2d):
+    """torchvision's frozen BN computed by one fused eval-mode batch_norm kernel instead of two passes."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
 
 class ResNetBackbone(nn.Module):

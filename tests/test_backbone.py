@@ -63,3 +63,18 @@ def test_trainable_batchnorm_option_for_training_from_scratch():
     backbone = build_backbone("resnet18", norm="bn")
     norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(m.weight.requires_grad for m in norms)
+
+
+def test_fused_frozen_batchnorm_equals_torchvisions():
+    from torchvision.ops.misc import FrozenBatchNorm2d as Reference
+
+    from maskformer.backbone import FrozenBatchNorm2d
+
+    ours, reference = FrozenBatchNorm2d(8), Reference(8)
+    gen = torch.Generator().manual_seed(0)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(reference, name).copy_(torch.randn(8, generator=gen))
+    reference.running_var.copy_(torch.rand(8, generator=gen) + 0.1)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 8, 5, 5, generator=gen)
+    torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
