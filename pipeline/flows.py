@@ -41,7 +41,7 @@ SKIPPED = "didn't change, skipping"  # what `dvc repro` prints for an up-to-date
 
 def run_name(overrides: dict[str, Any], unique: str = "") -> str:
     """`<dataset>-<backbone>-<params hash>[-<unique>]`: readable, as MLflow names these params."""
-    from pipeline.tracking import params_hash  # late: imports mlflow
+    from pipeline.run_info import params_hash
 
     params = validate_overrides(PARAMS, overrides)
     stem = f"{params.data.dataset}-{params.model.backbone}-{params_hash(params)}"

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from pipeline import report_plots, tracking
+from pipeline import report_plots, run_info, tracking
 from pipeline.params import Params
 from pipeline.report_runs import runs_table
 from pipeline.stages import evaluate_instance as inst
@@ -102,7 +102,7 @@ def environment(params: Params, run_id: str | None) -> dict[str, str]:
     from maskformer.engine import resolve_device
 
     env = {"generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "git commit": tracking.git_commit() or "unknown (not a git checkout)",
+           "git commit": run_info.git_commit() or "unknown (not a git checkout)",
            "python": platform.python_version(), "platform": platform.platform()}
     for package in PACKAGES:
         try:
@@ -112,7 +112,7 @@ def environment(params: Params, run_id: str | None) -> dict[str, str]:
     device = resolve_device(params.evaluate.device)
     env["device"] = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else \
         f"cpu ({torch.get_num_threads()} threads)"
-    env["data"] = f"{params.data.dataset}: {tracking.data_hash(params) or 'not preprocessed'}"
+    env["data"] = f"{params.data.dataset}: {run_info.data_hash(params) or 'not preprocessed'}"
     if run_id:
         env["MLflow run"] = f"{run_id} ({tracking.tracking_uri(params)})"
     return env

@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,12 +24,12 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-import yaml
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.params import Params
+from pipeline.run_info import data_hash, flatten, git_commit, param_dict, params_hash, project_root
 
 STATE_FILE = Path(".pipeline_run.json")
 LOCK_FILE = Path(".pipeline_run.json.lock")
@@ -39,7 +37,7 @@ FINAL_STAGE = "report"
 # env vars set by the Prefect flow and `dvc exp run`: they name the execution and become run tags
 ENV_TAGS = {"pipeline_run_name": "PIPELINE_RUN_NAME", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
             "dvc_experiment": "DVC_EXP_NAME"}
-MAX_PARAM_CHARS, PARAM_BATCH, METRIC_BATCH = 6000, 100, 1000  # MLflow's limits per value / log_batch call
+PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
 
 
 class StageInterrupted(BaseException):
@@ -48,14 +46,6 @@ class StageInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
-
-
-def project_root() -> Path:
-    """The absolute project folder: nearest ancestor of the cwd with dvc.yaml or .git (above .dvc/tmp)."""
-    cwd = Path.cwd().resolve()
-    if ".dvc" in cwd.parts:  # a `dvc exp run --temp` workspace logs into its project's database
-        cwd = Path(*cwd.parts[: cwd.parts.index(".dvc")])
-    return next((d for d in (cwd, *cwd.parents) if (d / "dvc.yaml").exists() or (d / ".git").exists()), cwd)
 
 
 def tracking_uri(params: Params) -> str:
@@ -83,55 +73,6 @@ def setup(params: Params) -> str:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # a parallel stage created it first
         return client.get_experiment_by_name(name).experiment_id
-
-
-def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of `a<sep>b` keys (empty dicts stay values)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        flat.update(flatten(value, sep, name) if isinstance(value, dict) and value else {name: value})
-    return flat
-
-
-def param_dict(params: Params) -> dict[str, str]:
-    """All params as dotted keys named as in params.yaml, values as JSON text (strings as themselves)."""
-    flat = flatten(params.model_dump(mode="json"))
-    return {k.replace("train.engine.", "train."):
-            (v if isinstance(v, str) else json.dumps(v))[:MAX_PARAM_CHARS] for k, v in flat.items()}
-
-
-def params_hash(params: Params) -> str:
-    """A short hash of all params: names a run and tells a stale state file from this execution's."""
-    return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
-
-
-def git_commit() -> str | None:
-    """HEAD of the project's git repository, or None outside one."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def data_hash(params: Params) -> str | None:
-    """DVC's md5 of data/processed/<dataset> from dvc.lock, else a sha256 of the manifest's split hashes."""
-    target = params.data.processed_path()
-    if Path("dvc.lock").exists():
-        stages = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages", {})
-        hashes = {Path(e["path"]): e["md5"] for s in stages.values() for e in [*s.get("outs", []),
-                  *s.get("deps", [])] if isinstance(e, dict) and e.get("md5") and e.get("path")}
-        for path in (target, target.parent):  # the data set's folder, or data/processed as one out
-            if path in hashes:
-                return f"md5:{hashes[path]}"
-    manifest = target / "manifest.json"
-    if not manifest.exists():
-        return None
-    splits = json.loads(manifest.read_text())["splits"]
-    return "sha256:" + hashlib.sha256(json.dumps({s: v["sha256"] for s, v in splits.items()},
-                                                 sort_keys=True).encode()).hexdigest()
 
 
 def _execution() -> dict[str, str | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipeline import tracking
+from pipeline import run_info, tracking
 from pipeline.params import Params, load_params
 from pipeline.report import build_report, render_html, render_markdown
 from pipeline.stages import evaluate_instance as inst
@@ -46,7 +46,7 @@ def _backfill(params: Params) -> None:
         tracking.log_artifacts([TRAIN_LOG], "metrics")
     for path, tables in ((sem.METRICS, [sem.PER_CLASS, sem.CONFUSION]),
                          (inst.METRICS, [inst.AP_PER_CLASS, inst.PQ_PER_CLASS])):
-        names = tracking.flatten(json.loads(path.read_text()), sep="/") if path.exists() else {}
+        names = run_info.flatten(json.loads(path.read_text()), sep="/") if path.exists() else {}
         if names and not set(names) & set(run.data.metrics):
             tracking.log_metrics_file(path)
             tracking.log_artifacts([path, *tables], "metrics")
