@@ -126,3 +126,12 @@ def test_library_imports_no_pipeline_tools():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_progress_bars_are_optional_in_the_library():
+    code = ("import sys; sys.modules['tqdm'] = None; sys.modules['tqdm.auto'] = None\n"
+            "from maskformer.engine.runtime import progress_bar\n"
+            "bar = progress_bar(range(3), desc='x'); bar.update(); bar.set_postfix(loss=1); bar.close()\n"
+            "assert list(bar) == [0, 1, 2] and type(bar).__name__ == '_NoBar'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

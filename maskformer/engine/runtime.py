@@ -74,3 +74,31 @@ def to_float32(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return type(obj)(to_float32(v) for v in obj)
     return obj
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when tqdm is not installed: the library trains without it."""
+
+    def __init__(self, iterable: Any = None, **_: Any) -> None:
+        self.iterable = iterable
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+    def set_postfix(self, **_: Any) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
+    """A tqdm progress bar when tqdm is installed, else a silent stand-in with the same methods."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar(iterable, **kwargs)
+    return tqdm(iterable, **kwargs)

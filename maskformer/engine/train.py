@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import capture_rng_state, find_last, load_checkpoint, restore_rng_state, save_checkpoint
 from .dist import get_rank, get_world_size, init_distributed, is_distributed
-from .runtime import SigtermFlag, move_to_device, resolve_device, seed_everything, to_float32
+from .runtime import SigtermFlag, move_to_device, progress_bar, resolve_device, seed_everything, to_float32
 from .sampler import InfiniteShardedSampler, SeededDataset
 from .solver import build_lr_scheduler, build_optimizer, clip_grad_norm
 
@@ -93,8 +93,14 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, collate_fn: Callable,
-           callback: Callback | None, device: torch.device) -> nn.Module:
+def _train(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    collate_fn: Callable,
+    callback: Callback | None,
+    device: torch.device,
+) -> nn.Module:
     """The loop itself, once the device and process group are set."""
     rank, world = get_rank(), get_world_size()
     cuda = device.type == "cuda"
@@ -103,10 +109,17 @@ def _train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, collate_fn: Cal
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     fmt = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=fmt)
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.weight_decay_norm,
-                                cfg.weight_decay_embed, cfg.backbone_multiplier)
-    scheduler = build_lr_scheduler(optimizer, cfg.max_iters, cfg.poly_power, cfg.warmup_iters,
-                                   cfg.warmup_factor)
+    optimizer = build_optimizer(
+        model,
+        cfg.lr,
+        cfg.weight_decay,
+        cfg.weight_decay_norm,
+        cfg.weight_decay_embed,
+        cfg.backbone_multiplier,
+    )
+    scheduler = build_lr_scheduler(
+        optimizer, cfg.max_iters, cfg.poly_power, cfg.warmup_iters, cfg.warmup_factor
+    )
     amp_dtype = getattr(torch, cfg.amp_dtype)
     use_amp = cfg.amp and cuda
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
@@ -123,19 +136,31 @@ def _train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, collate_fn: Cal
 
     net: nn.Module = model
     if is_distributed():
-        net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None,
-                                      find_unused_parameters=cfg.find_unused_parameters,
-                                      gradient_as_bucket_view=True)
+        net = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if cuda else None,
+            find_unused_parameters=cfg.find_unused_parameters,
+            gradient_as_bucket_view=True,
+        )
     criterion = model.criterion
     sampler = InfiniteShardedSampler(len(dataset), cfg.seed, rank, world, start=start_iter * cfg.batch_size)
-    loader = DataLoader(SeededDataset(dataset, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
-                        num_workers=cfg.num_workers, collate_fn=collate_fn, pin_memory=cuda,
-                        generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG untouched
+    loader = DataLoader(
+        SeededDataset(dataset, cfg.seed),
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_fn,
+        pin_memory=cuda,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )  # keeps the global RNG untouched
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.max_iters, initial=start_iter, desc="train", dynamic_ncols=True,
-               disable=None if rank == 0 else True)  # None: hidden when stderr is not a terminal
+    bar = progress_bar(
+        total=cfg.max_iters,
+        initial=start_iter,
+        desc="train",
+        dynamic_ncols=True,
+        disable=None if rank == 0 else True,
+    )  # None: hidden when stderr is not a terminal
     path: Path | None = None
     sums: dict[str, torch.Tensor] = {}
     window, tic = 0, time.perf_counter()
@@ -175,8 +200,11 @@ def _train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, collate_fn: Cal
                     if cuda:
                         metrics["gpu_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                     if rank == 0:
-                        bar.set_postfix(loss=f"{metrics['loss']:.4g}", lr=f"{metrics['lr']:.3g}",
-                                        img_s=f"{metrics['img_per_s']:.1f}")
+                        bar.set_postfix(
+                            loss=f"{metrics['loss']:.4g}",
+                            lr=f"{metrics['lr']:.3g}",
+                            img_s=f"{metrics['img_per_s']:.1f}",
+                        )
                         if callback is not None:
                             callback(step, metrics)
                     sums, window, tic = {}, 0, time.perf_counter()

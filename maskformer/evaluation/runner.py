@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from maskformer.engine.runtime import progress_bar
 from maskformer.evaluation.instance import coco_mask_ap, encode_masks
 from maskformer.evaluation.panoptic import PanopticEvaluator
 from maskformer.evaluation.predict import Predictor
@@ -18,9 +19,7 @@ OnImage = Callable[[dict, dict], None]
 
 
 def _progress(n: int, desc: str, enabled: bool):
-    from tqdm import tqdm  # optional nicety; the loop works without a terminal
-
-    return tqdm(range(n), desc=desc, disable=not enabled)
+    return progress_bar(range(n), desc=desc, disable=not enabled)
 
 
 def evaluate_semantic(

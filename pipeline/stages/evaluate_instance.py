@@ -12,12 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from maskformer.evaluation.predict import Predictor
 from maskformer.evaluation.runner import evaluate_masks
 from pipeline.params import Params, load_params
+from pipeline.sources._common import id_to_rgb
 from pipeline.stages.evaluate_common import build_predictor, validation_set, write_csv, write_json
 
 METRICS = Path("metrics/instance.json")
@@ -27,11 +27,6 @@ RESULTS = Path("predictions/instances_val_results.json")
 PANOPTIC_JSON = Path("predictions/panoptic_val.json")
 PANOPTIC_PNG = Path("predictions/panoptic")
 SEGM_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG encoding: id = R + 256 G + 256^2 B."""
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
 
 
 def unavailable_reason(record: dict, categories: list[dict]) -> str | None:
@@ -67,7 +62,7 @@ def evaluate_instance(
 
     def save(target: dict, pred: dict) -> None:
         name = Path(target["file_name"]).stem + ".png"
-        Image.fromarray(id_to_rgb(pred["panoptic"].numpy().astype(np.int64))).save(PANOPTIC_PNG / name)
+        Image.fromarray(id_to_rgb(pred["panoptic"].numpy())).save(PANOPTIC_PNG / name)
         segments = [
             {
                 "id": s["id"],
@@ -107,6 +102,7 @@ def evaluate_instance(
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline evaluate_instance [--params params.yaml]`."""
     from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
+
     argparse.ArgumentParser(prog="python -m pipeline evaluate_instance", description=__doc__).parse_args(argv)
     params = load_params(params_path)
     with tracking.stage_run("evaluate_instance", params):
