@@ -19,7 +19,7 @@ import torch
 
 from maskformer import build_model
 from maskformer.data import CanonicalDataset, build_train_transforms, collate_fn
-from maskformer.engine import atomic_save, find_last, is_main_process, load_checkpoint, seed_everything, train
+from maskformer.engine import atomic_save, is_main_process, list_checkpoints, seed_everything, train
 from pipeline.params import CHECKPOINT_ROOT, Params, load_params
 
 MODEL_PATH = Path("models/model.pt")
@@ -65,8 +65,8 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     model = build_model(cfg)
     checkpoints = CHECKPOINT_ROOT / run_key(params)
     checkpoints.mkdir(parents=True, exist_ok=True)
-    last = find_last(checkpoints)
-    log = TrainLog(checkpoints / "train_log.csv", load_checkpoint(last)["iteration"] if last else 0)
+    saved = list_checkpoints(checkpoints)  # (iteration, path): the name tells, no need to load the file
+    log = TrainLog(checkpoints / "train_log.csv", saved[-1][0] if saved else 0)
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         log(step, metrics)
