@@ -83,7 +83,11 @@ def measure_evaluation(images: int, size: int, device: torch.device) -> list[dic
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        metrics = fn(preds)
+        try:
+            metrics = fn(preds)
+        except ImportError as error:  # pycocotools is optional (a bare GPU box may lack it)
+            rows.append({"metric": name, "seconds": None, "img_per_s": None, "error": str(error)})
+            continue
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start

@@ -13,7 +13,6 @@ import time
 import torch
 
 from benchmarks.common import RESULTS, record
-from benchmarks.point_sampling_loss import PointCriterion
 from maskformer import MaskFormerConfig, build_model, semantic_maps
 from maskformer.criterion import segments_to_semantic
 from pipeline.stages.demo import TINY, make_shapes
@@ -36,10 +35,7 @@ def train(num_points: int, steps: int, size: int, seed: int) -> dict[str, float]
     torch.manual_seed(seed)
     images, targets = make_shapes(8, size, seed)
     test_images, test_targets = make_shapes(8, size, seed + 1000)
-    model = build_model(MaskFormerConfig(num_classes=3, **TINY))
-    if num_points:
-        dense = model.criterion
-        model.criterion = PointCriterion(3, dense.matcher, dense.weight_dict, 0.1, num_points=num_points)
+    model = build_model(MaskFormerConfig(num_classes=3, **TINY, num_points=num_points))
     weights = model.criterion.weight_dict
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     start = time.perf_counter()

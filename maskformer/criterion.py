@@ -9,32 +9,28 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from maskformer.matcher import HungarianMatcher
+from maskformer.matcher import HungarianMatcher, Matching, TargetBatch
 from maskformer.point_sampling import sample_for_loss, sampled_logits
 
 
-def sigmoid_focal_loss(
-    logits: Tensor, targets: Tensor, num_masks: float | Tensor, alpha: float = 0.25, gamma: float = 2.0
-) -> Tensor:
-    """Focal loss (RetinaNet) per mask, averaged over pixels, summed over masks / num_masks.
-
-    Args: logits [M, P], targets [M, P] in {0, 1}.
-    """
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Focal loss (RetinaNet) of each mask [M], averaged over its pixels. Args: logits [M, P], targets
+    [M, P] in [0, 1]; the criterion sums masks and divides by the number of target masks."""
     prob = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = prob * targets + (1 - prob) * (1 - targets)
     loss = ce * (1 - p_t) ** gamma
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.mean(1).sum() / num_masks
+    return loss.mean(1)
 
 
-def dice_loss(logits: Tensor, targets: Tensor, num_masks: float | Tensor) -> Tensor:
-    """1 - soft dice (+1 smoothing) per mask, summed / num_masks. Args: logits [M, P], targets [M, P]."""
+def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """1 - soft dice (+1 smoothing) of each mask [M]. Args: logits [M, P], targets [M, P]."""
     prob = logits.sigmoid()
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
-    return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
+    return 1 - (numerator + 1) / (denominator + 1)
 
 
 def check_targets(targets: list[dict], num_classes: int, batch_size: int, mask_size: tuple[int, int]) -> None:
@@ -52,14 +48,6 @@ def check_targets(targets: list[dict], num_classes: int, batch_size: int, mask_s
         if labels.dtype != torch.int64:
             raise ValueError(f"target {i}: labels must be int64, got {labels.dtype}")
         sizes.add(tuple(masks.shape[-2:]))
-        if labels.numel() and labels.device.type == "cpu":
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= num_classes:
-                raise ValueError(
-                    f"target {i}: class id {low if low < 0 else high} out of range [0, {num_classes - 1}]"
-                )
-        elif labels.numel():  # on an accelerator: checked without a host sync
-            torch._assert_async(((labels >= 0) & (labels < num_classes)).all(), "class id out of range")
     if len(sizes) > 1:
         raise ValueError(f"target masks in one batch must share the (padded) image size, got {sorted(sizes)}")
     for h, w in sizes:
@@ -69,6 +57,23 @@ def check_targets(targets: list[dict], num_classes: int, batch_size: int, mask_s
                 f"target masks are {h}x{w} but the predicted masks are {mask_size[0]}x"
                 f"{mask_size[1]} (stride 4): target masks must have the input image's size"
             )
+
+
+def check_labels(targets: list[dict], labels: Tensor, num_classes: int) -> None:
+    """Class ids of all images (`labels`, concatenated) must lie in [0, num_classes): one check per batch,
+    naming the first bad image on the host, and without a host sync (asynchronous assert) on a device."""
+    if not labels.numel():
+        return
+    if labels.device.type != "cpu":
+        torch._assert_async(((labels >= 0) & (labels < num_classes)).all(), "class id out of range")
+        return
+    low, high = labels.aminmax()
+    if low >= 0 and high < num_classes:
+        return
+    for i, t in enumerate(targets):
+        bad = t["labels"][(t["labels"] < 0) | (t["labels"] >= num_classes)]
+        if bad.numel():
+            raise ValueError(f"target {i}: class id {int(bad[0])} out of range [0, {num_classes - 1}]")
 
 
 def num_masks_across_processes(targets: list[dict], device: torch.device) -> float | Tensor:
@@ -82,7 +87,12 @@ def num_masks_across_processes(targets: list[dict], device: torch.device) -> flo
 
 
 class SetCriterion(nn.Module):
-    """Loss of MaskFormer: match, then CE (no-object weighted) + focal + dice on every decoder layer."""
+    """Loss of MaskFormer: match, then CE (no-object weighted) + focal + dice on every decoder layer.
+
+    All decoder layers are handled together: their outputs are stacked, matched in one call, and each
+    loss is one batched computation over every layer's matched pairs, so the number of device ops does
+    not grow with the batch or the number of layers.
+    """
 
     def __init__(
         self,
@@ -108,32 +118,30 @@ class SetCriterion(nn.Module):
         empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight)
 
-    def loss_labels(self, outputs: dict, targets: list[dict], indices: list) -> Tensor:
-        """Cross-entropy over K+1 classes; unmatched queries are trained towards "no object"."""
-        logits = outputs["pred_logits"].float()
-        target_classes = torch.full(
-            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
-        )
-        batch_idx, src_idx = _src_permutation(indices)  # on the logits' device: the matcher put them there
-        pairs = zip(targets, indices, strict=True)
-        matched = torch.cat([t["labels"][j.to(t["labels"].device)] for t, (_, j) in pairs])
-        target_classes[batch_idx, src_idx] = matched.to(logits.device)
-        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
+    def loss_labels(self, logits: Tensor, targets: TargetBatch, match: Matching) -> Tensor:
+        """Cross-entropy over K+1 classes per layer [L]; unmatched queries are trained towards "no object".
+
+        Args: logits [B, L, Q, K+1]. Each layer's loss is the weighted mean of F.cross_entropy.
+        """
+        logits = logits.float()
+        classes = torch.full(logits.shape[:3], self.num_classes, dtype=torch.int64, device=logits.device)
+        classes[match.batch, match.layer, match.query] = targets.labels[match.target]
+        weighted = F.cross_entropy(
+            logits.flatten(0, 2), classes.flatten(), self.empty_weight, reduction="none"
+        ).view(classes.shape)  # weight[class] * nll of each query
+        return weighted.sum((0, 2)) / self.empty_weight[classes].sum((0, 2))
 
     def loss_masks(
-        self, outputs: dict, targets: list[dict], indices: list, num_masks: float | Tensor
+        self, masks: Tensor, targets: TargetBatch, match: Matching, num_masks: float | Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Focal and dice losses of matched masks: predictions upsampled (bilinear) to the target size, or
-        both taken at `num_points` sampled points."""
-        pred = outputs["pred_masks"]
-        batch_idx, src_idx = _src_permutation(indices)
-        src = pred[batch_idx, src_idx]
-        tgt = torch.cat(
-            [t["masks"][j.to(t["masks"].device)] for t, (_, j) in zip(targets, indices, strict=True)]
-        )
-        if src.shape[0] == 0:  # no target masks anywhere in the batch: nothing to supervise
-            zero = pred.sum() * 0.0
-            return zero, zero
+        """Focal and dice losses [L] of matched masks: predictions upsampled (bilinear) to the target size,
+        or both taken at `num_points` sampled points. Args: masks [B, L, Q, h, w] logits."""
+        num_layers = masks.shape[1]
+        if match.per_layer == 0:  # no target masks anywhere in the batch: nothing to supervise
+            zero = masks.sum() * 0.0
+            return zero.expand(num_layers), zero.expand(num_layers)
+        src = masks[match.batch, match.layer, match.query]
+        tgt = targets.masks[match.target]
         if self.num_points:
             coords, tgt = sample_for_loss(
                 src, tgt, self.num_points, self.oversample_ratio, self.importance_sample_ratio
@@ -145,43 +153,35 @@ class SetCriterion(nn.Module):
             )
             src = src[:, 0].flatten(1)
             tgt = tgt.flatten(1)
-        tgt = tgt.to(device=src.device, dtype=src.dtype)
+        tgt = tgt.to(dtype=src.dtype)
+        focal = sigmoid_focal_loss(src, tgt, self.focal_alpha, self.focal_gamma)
+        dice = dice_loss(src, tgt)
         return (
-            sigmoid_focal_loss(src, tgt, num_masks, self.focal_alpha, self.focal_gamma),
-            dice_loss(src, tgt, num_masks),
+            focal.view(num_layers, -1).sum(1) / num_masks,
+            dice.view(num_layers, -1).sum(1) / num_masks,
         )
-
-    def layer_losses(
-        self, outputs: dict, targets: list[dict], indices: list, num_masks: float | Tensor, suffix: str = ""
-    ) -> dict[str, Tensor]:
-        """One layer's three losses, given its matching."""
-        loss_mask, loss_dice = self.loss_masks(outputs, targets, indices, num_masks)
-        return {
-            f"loss_ce{suffix}": self.loss_labels(outputs, targets, indices),
-            f"loss_mask{suffix}": loss_mask,
-            f"loss_dice{suffix}": loss_dice,
-        }
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
         """Args: outputs (pred_logits [B, Q, K+1], pred_masks [B, Q, h, w], aux_outputs), targets (labels
         [N] int64, masks [N, H, W]). Returns the unweighted losses; aux layer i gets the suffix `_i`."""
         logits = outputs["pred_logits"]
         check_targets(targets, self.num_classes, logits.shape[0], tuple(outputs["pred_masks"].shape[-2:]))
+        batch = TargetBatch.build(targets, logits.device)
+        check_labels(targets, batch.labels, self.num_classes)
         num_masks = num_masks_across_processes(targets, logits.device)
-        layers = [outputs, *outputs.get("aux_outputs", [])]
-        matchings = self.matcher.match_layers(layers, targets)  # every layer matched, one host sync
+        layers = [*outputs.get("aux_outputs", []), outputs]  # stacked in decoder order, the last is final
+        all_logits = torch.stack([layer["pred_logits"] for layer in layers], 1)  # [B, L, Q, K+1]
+        all_masks = torch.stack([layer["pred_masks"] for layer in layers], 1)  # [B, L, Q, h, w]
+        match = self.matcher.assign(all_logits.detach(), all_masks.detach(), batch)
+        ce = self.loss_labels(all_logits, batch, match)
+        focal, dice = self.loss_masks(all_masks, batch, match, num_masks)
         losses: dict[str, Tensor] = {}
-        for i, (layer, indices) in enumerate(zip(layers, matchings, strict=True)):
-            losses.update(
-                self.layer_losses(layer, targets, indices, num_masks, "" if i == 0 else f"_{i - 1}")
-            )
+        for i in [len(layers) - 1, *range(len(layers) - 1)]:  # the final layer's losses first
+            suffix = "" if i == len(layers) - 1 else f"_{i}"
+            losses[f"loss_ce{suffix}"] = ce[i]
+            losses[f"loss_mask{suffix}"] = focal[i]
+            losses[f"loss_dice{suffix}"] = dice[i]
         return losses
-
-
-def _src_permutation(indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """(batch index, query index) of every matched prediction."""
-    batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
-    return batch_idx, torch.cat([src for src, _ in indices])
 
 
 class PerPixelCriterion(nn.Module):
@@ -197,6 +197,7 @@ class PerPixelCriterion(nn.Module):
         """Args: outputs with pred_sem_seg [B, K, h, w]; targets as for SetCriterion (segments -> one map)."""
         logits = outputs["pred_sem_seg"]
         check_targets(targets, self.num_classes, logits.shape[0], tuple(logits.shape[-2:]))
+        check_labels(targets, torch.cat([t["labels"] for t in targets]), self.num_classes)
         h, w = targets[0]["masks"].shape[-2:]
         sem = torch.stack([segments_to_semantic(t, self.ignore_label).to(logits.device) for t in targets])
         up = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)

@@ -1,6 +1,13 @@
-"""Hungarian matching of predicted segments to ground-truth segments (class + focal + dice costs)."""
+"""Hungarian matching of predicted segments to ground-truth segments (class + focal + dice costs).
+
+Every decoder layer of every image is matched at once: the targets are concatenated once per step, the
+cost matrices of all layers come from one batched computation on the device, and the host waits for the
+device once (for scipy's assignment). The matches go back to the device in one non-blocking copy.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -9,24 +16,69 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-def pad_targets(targets: list[dict], size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Stack every image's labels [N] and masks [N, H, W] (resized nearest to `size`) padded to max N.
+def _to_device(array: np.ndarray, device: torch.device) -> Tensor:
+    """A host int64 array on the device without waiting: pinned memory and a non-blocking copy on CUDA."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
-    Returns labels [B, Nmax] (0 where padded) and masks [B, Nmax, h*w] float.
+
+@dataclass
+class TargetBatch:
+    """A batch's targets concatenated: image b's targets are rows offsets[b]:offsets[b] + sizes[b].
+
+    labels [T] int64 and masks [T, H, W] live on the model's device; `slots` [B, Nmax] indexes image b's
+    j-th target (padding points at row 0 and is never read), so padded per-image views cost one gather.
     """
-    nmax = max((len(t["labels"]) for t in targets), default=0)
-    labels = torch.zeros(len(targets), nmax, dtype=torch.long, device=device)
-    masks = torch.zeros(len(targets), nmax, size[0] * size[1], device=device)
-    for b, t in enumerate(targets):
-        n = len(t["labels"])
-        if n == 0:
-            continue
-        labels[b, :n] = t["labels"].to(device)
-        m = t["masks"].to(device=device, dtype=torch.float32)
-        if m.shape[-2:] != size:
-            m = F.interpolate(m[:, None], size=size, mode="nearest")[:, 0]
-        masks[b, :n] = m.flatten(1)
-    return labels, masks
+
+    labels: Tensor
+    masks: Tensor
+    sizes: list[int]
+    slots: Tensor
+
+    @classmethod
+    def build(cls, targets: list[dict], device: torch.device) -> TargetBatch:
+        """Concatenate targets (labels [N], masks [N, H, W] per image) on `device`."""
+        sizes = [len(t["labels"]) for t in targets]
+        labels = torch.cat([t["labels"] for t in targets]).to(device)
+        masks = torch.cat([t["masks"] for t in targets]).to(device)
+        offsets = np.cumsum([0, *sizes[:-1]])
+        nmax = max(sizes, default=0)
+        slots = np.zeros((len(sizes), nmax), dtype=np.int64)
+        for b, (start, n) in enumerate(zip(offsets, sizes, strict=True)):
+            slots[b, :n] = np.arange(start, start + n)
+        return cls(labels, masks, sizes, _to_device(slots, device))
+
+    @property
+    def offsets(self) -> list[int]:
+        """Row of each image's first target."""
+        return np.cumsum([0, *self.sizes[:-1]]).tolist()
+
+    def masks_at(self, size: tuple[int, int]) -> Tensor:
+        """Masks resized (nearest) to `size` and flattened, padded per image: [B, Nmax, h*w] float."""
+        masks = self.masks
+        if masks.dtype == torch.bool:
+            masks = masks.view(torch.uint8)  # nearest resize of bytes, converted after shrinking
+        if tuple(masks.shape[-2:]) != size:
+            masks = F.interpolate(masks[:, None], size=size, mode="nearest")[:, 0]
+        return masks.flatten(1).float()[self.slots]
+
+
+@dataclass
+class Matching:
+    """Matched pairs of all decoder layers, flat, on the device, grouped by layer (`per_layer` pairs each).
+
+    Pair i: query `query[i]` of image `batch[i]` in layer `layer[i]`, matched to row `target[i]` of the
+    TargetBatch. Within a layer, pairs are ordered by image, then query.
+    """
+
+    layer: Tensor
+    batch: Tensor
+    query: Tensor
+    target: Tensor
+    num_layers: int
+    per_layer: int
 
 
 def batch_sigmoid_focal_cost(
@@ -70,50 +122,50 @@ class HungarianMatcher(nn.Module):
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
 
     @torch.no_grad()
-    def cost_matrix(self, outputs: dict, targets: list[dict]) -> Tensor:
-        """The batched cost matrices [B, Q, Nmax] on the model's device (columns past N_b are padding)."""
-        logits = outputs["pred_logits"].float()
-        pred_masks = outputs["pred_masks"].float()
-        b, q = logits.shape[:2]
-        labels, tgt_masks = pad_targets(targets, tuple(pred_masks.shape[-2:]), logits.device)
+    def cost_matrix(self, logits: Tensor, masks: Tensor, targets: TargetBatch) -> Tensor:
+        """Cost matrices [B, L, Q, Nmax] of L layers' logits [B, L, Q, K+1] and mask logits [B, L, Q, h, w]
+        (columns past image b's target count are padding). An image's layers are matched against its
+        targets as one set of L*Q queries, so each cost term is one batched op whatever the layer count."""
+        b, num_layers, q = logits.shape[:3]
+        if not targets.labels.numel():  # no targets in the batch: nothing to match
+            return logits.new_zeros(b, num_layers, q, 0)
+        logits = logits.float().reshape(b, num_layers * q, -1)
+        flat = masks.float().reshape(b, num_layers * q, -1)
+        labels = targets.labels[targets.slots]  # [B, Nmax]
         prob = logits.softmax(-1)
-        cost_class = -torch.gather(prob, 2, labels[:, None, :].expand(b, q, -1))
-        flat = pred_masks.flatten(2)
-        cost = self.cost_class * cost_class
-        if self.cost_mask:
-            cost = cost + self.cost_mask * batch_sigmoid_focal_cost(
-                flat, tgt_masks, self.focal_alpha, self.focal_gamma
-            )
-        if self.cost_dice:
-            cost = cost + self.cost_dice * batch_dice_cost(flat, tgt_masks)
-        return cost
+        cost = -self.cost_class * torch.gather(prob, 2, labels[:, None, :].expand(-1, num_layers * q, -1))
+        if self.cost_mask or self.cost_dice:
+            tgt = targets.masks_at(tuple(masks.shape[-2:]))
+            if self.cost_mask:
+                focal = batch_sigmoid_focal_cost(flat, tgt, self.focal_alpha, self.focal_gamma)
+                cost = cost + self.cost_mask * focal
+            if self.cost_dice:
+                cost = cost + self.cost_dice * batch_dice_cost(flat, tgt)
+        return cost.view(b, num_layers, q, -1)
 
     @torch.no_grad()
-    def match_layers(self, layers: list[dict], targets: list[dict]) -> list[list[tuple[Tensor, Tensor]]]:
-        """Match several decoder layers' outputs with one host sync: every cost matrix is computed on the
-        device, all are copied to the host at once for scipy, and all indices go back in one copy."""
-        cost = torch.stack([self.cost_matrix(o, targets) for o in layers]).cpu()  # [L, B, Q, Nmax]
-        sizes = [len(t["labels"]) for t in targets]
-        pairs = [
-            linear_sum_assignment(cost[l, b, :, :n].numpy())
-            for l in range(len(layers))
-            for b, n in enumerate(sizes)
-        ]
-        # pinned + non-blocking, so the criterion never waits on index copies
-        flat = torch.from_numpy(np.concatenate([np.concatenate(p) for p in pairs]).astype(np.int64))
-        device = layers[0]["pred_logits"].device
-        if device.type == "cuda":
-            flat = flat.pin_memory()
-        flat = flat.to(device, non_blocking=True)
-        indices, start = [], 0
-        for rows, _ in pairs:
-            n = len(rows)
-            indices.append((flat[start : start + n], flat[start + n : start + 2 * n]))
-            start += 2 * n
-        return [indices[i : i + len(targets)] for i in range(0, len(indices), len(targets))]
+    def assign(self, logits: Tensor, masks: Tensor, targets: TargetBatch) -> Matching:
+        """Match every layer of logits [B, L, Q, K+1] and masks [B, L, Q, h, w] with one host sync."""
+        cost = self.cost_matrix(logits, masks, targets).cpu().numpy()
+        columns = [[], [], [], []]  # layer, image, query, target row
+        for layer in range(cost.shape[1]):
+            for b, (start, n) in enumerate(zip(targets.offsets, targets.sizes, strict=True)):
+                rows, cols = linear_sum_assignment(cost[b, layer, :, :n])
+                for column, values in zip(columns, (layer, b, rows, cols + start), strict=True):
+                    column.append(np.broadcast_to(values, rows.shape))
+        flat = np.stack([np.concatenate(c) if c else np.zeros(0, np.int64) for c in columns])
+        layer, batch, query, target = _to_device(flat, logits.device)
+        num_layers = logits.shape[1]
+        return Matching(layer, batch, query, target, num_layers, flat.shape[1] // num_layers)
 
     def forward(self, outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
         """Args: outputs with pred_logits [B, Q, K+1] and pred_masks [B, Q, h, w]; targets with labels [N]
         and masks [N, H, W]. Returns per image (query indices, target indices), int64 on the model's device,
         sorted by query."""
-        return self.match_layers([outputs], targets)[0]
+        batch = TargetBatch.build(targets, outputs["pred_logits"].device)
+        match = self.assign(outputs["pred_logits"][:, None], outputs["pred_masks"][:, None], batch)
+        found = []
+        for b, start in enumerate(batch.offsets):
+            mine = match.batch == b
+            found.append((match.query[mine], match.target[mine] - start))
+        return found

@@ -17,21 +17,21 @@ def test_focal_loss_hand_computed():
     logits = torch.tensor([[0.0, 0.0]])
     targets = torch.tensor([[1.0, 0.0]])
     expected = (0.25 * 0.25 * math.log(2) + 0.75 * 0.25 * math.log(2)) / 2  # mean over pixels, 1 mask
-    assert sigmoid_focal_loss(logits, targets, 1) == pytest.approx(expected, rel=1e-6)
+    assert sigmoid_focal_loss(logits, targets).sum() == pytest.approx(expected, rel=1e-6)
     # logit ln 3 -> p = 0.75, target 1: ce = -ln 0.75, (0.25)^2, alpha 0.25; divided by num_masks = 2
     logits = torch.tensor([[math.log(3.0)]])
     expected = 0.25 * 0.0625 * -math.log(0.75) / 2
-    assert sigmoid_focal_loss(logits, torch.ones(1, 1), 2) == pytest.approx(expected, rel=1e-6)
+    assert sigmoid_focal_loss(logits, torch.ones(1, 1)).sum() / 2 == pytest.approx(expected, rel=1e-6)
 
 
 def test_dice_loss_hand_computed():
     # p = 0.5 everywhere on 4 pixels, target covers 2: num = 2 * 1 = 2, den = 2 + 2 = 4
     logits = torch.zeros(1, 4)
     targets = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
-    assert dice_loss(logits, targets, 1) == pytest.approx(1 - (2 + 1) / (4 + 1))
+    assert dice_loss(logits, targets).sum() == pytest.approx(1 - (2 + 1) / (4 + 1))
     # a confident perfect mask gives (almost) zero
     perfect = torch.tensor([[30.0, 30.0, -30.0, -30.0]])
-    assert dice_loss(perfect, targets, 1) == pytest.approx(0.0, abs=1e-6)
+    assert dice_loss(perfect, targets).sum() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_pairwise_costs_equal_per_pair_losses():
@@ -43,8 +43,8 @@ def test_pairwise_costs_equal_per_pair_losses():
     for q in range(5):
         for n in range(3):
             pair = logits[0, q : q + 1], targets[0, n : n + 1]
-            assert focal[0, q, n] == pytest.approx(sigmoid_focal_loss(*pair, 1).item(), rel=1e-5)
-            assert dice[0, q, n] == pytest.approx(dice_loss(*pair, 1).item(), rel=1e-5)
+            assert focal[0, q, n] == pytest.approx(sigmoid_focal_loss(*pair).sum().item(), rel=1e-5)
+            assert dice[0, q, n] == pytest.approx(dice_loss(*pair).sum().item(), rel=1e-5)
 
 
 def test_cross_entropy_with_no_object_weight_hand_computed():
@@ -98,3 +98,56 @@ def test_point_sampled_losses_approach_the_dense_ones():
     assert sampled["loss_dice"].item() == pytest.approx(dense["loss_dice"].item(), rel=0.03)
     assert sampled["loss_mask"].item() == pytest.approx(dense["loss_mask"].item(), rel=0.03)
     assert sampled["loss_ce"].item() == pytest.approx(dense["loss_ce"].item())
+
+
+def naive_layer_losses(criterion, layer: dict, targets: list[dict], num_masks: float) -> dict[str, float]:
+    """One decoder layer's losses written out per image and per matched pair (DETR's formulation)."""
+    import torch.nn.functional as F
+
+    indices = criterion.matcher(layer, targets)
+    logits, masks = layer["pred_logits"], layer["pred_masks"]
+    classes = torch.full(logits.shape[:2], criterion.num_classes, dtype=torch.int64)
+    focal = dice = 0.0
+    for b, (t, (rows, cols)) in enumerate(zip(targets, indices, strict=True)):
+        classes[b, rows] = t["labels"][cols]
+        for q, j in zip(rows.tolist(), cols.tolist(), strict=True):
+            up = F.interpolate(masks[b, q][None, None], size=t["masks"].shape[-2:], mode="bilinear")
+            pair = up.flatten()[None], t["masks"][j].flatten()[None].float()
+            focal += sigmoid_focal_loss(*pair).item()
+            dice += dice_loss(*pair).item()
+    ce = F.cross_entropy(logits.transpose(1, 2), classes, criterion.empty_weight).item()
+    return {"loss_ce": ce, "loss_mask": focal / num_masks, "loss_dice": dice / num_masks}
+
+
+def test_all_layers_batched_equal_the_per_image_per_pair_losses():
+    gen = torch.Generator().manual_seed(5)
+    criterion = build_criterion(MaskFormerConfig(num_classes=4, dec_layers=3, num_queries=6))
+    layers = [
+        {
+            "pred_logits": torch.randn(3, 6, 5, generator=gen),
+            "pred_masks": torch.randn(3, 6, 5, 5, generator=gen),
+        }
+        for _ in range(3)
+    ]
+    targets = [
+        {"labels": torch.tensor([0, 3, 2]), "masks": torch.rand(3, 20, 20, generator=gen) > 0.5},
+        {"labels": torch.tensor([], dtype=torch.int64), "masks": torch.zeros(0, 20, 20, dtype=torch.bool)},
+        {"labels": torch.tensor([1]), "masks": torch.rand(1, 20, 20, generator=gen) > 0.5},
+    ]
+    losses = criterion({**layers[-1], "aux_outputs": layers[:-1]}, targets)
+    assert len(losses) == 9
+    for i, layer in enumerate(layers):
+        suffix = "" if i == 2 else f"_{i}"
+        for name, value in naive_layer_losses(criterion, layer, targets, num_masks=4.0).items():
+            assert losses[name + suffix].item() == pytest.approx(value, rel=1e-5), name + suffix
+
+
+def test_no_targets_in_the_batch_trains_every_query_towards_no_object():
+    criterion = build_criterion(MaskFormerConfig(num_classes=2, dec_layers=2, num_queries=3))
+    layer = {"pred_logits": torch.zeros(1, 3, 3, requires_grad=True), "pred_masks": torch.zeros(1, 3, 2, 2)}
+    empty = {"labels": torch.tensor([], dtype=torch.int64), "masks": torch.zeros(0, 8, 8, dtype=torch.bool)}
+    losses = criterion({**layer, "aux_outputs": [layer]}, [empty])
+    assert losses["loss_ce"].item() == pytest.approx(math.log(3), rel=1e-6)
+    assert losses["loss_mask_0"].item() == losses["loss_dice"].item() == 0.0
+    sum(losses.values()).backward()
+    assert layer["pred_logits"].grad[0, :, 2].lt(0).all()  # every query pushed towards no object

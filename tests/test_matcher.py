@@ -4,8 +4,10 @@ import itertools
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from maskformer import HungarianMatcher, dice_loss, sigmoid_focal_loss
+from maskformer.matcher import TargetBatch
 
 
 def brute_force(cost: torch.Tensor) -> float:
@@ -23,8 +25,8 @@ def naive_cost(logits, masks, labels, tgt_masks, matcher):
             pair = masks[i].flatten()[None], tgt_masks[j].flatten()[None].float()
             cost[i, j] = (
                 -matcher.cost_class * prob[i, labels[j]]
-                + matcher.cost_mask * sigmoid_focal_loss(*pair, 1)
-                + matcher.cost_dice * dice_loss(*pair, 1)
+                + matcher.cost_mask * sigmoid_focal_loss(*pair).sum()
+                + matcher.cost_dice * dice_loss(*pair).sum()
             )
     return cost
 
@@ -70,7 +72,8 @@ def test_batched_cost_matrix_equals_naive_formula():
         {"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 5, 5, generator=gen) > 0.5},
         {"labels": torch.tensor([1]), "masks": torch.rand(1, 5, 5, generator=gen) > 0.5},
     ]
-    cost = matcher.cost_matrix(outputs, targets)
+    batch = TargetBatch.build(targets, torch.device("cpu"))
+    cost = matcher.cost_matrix(outputs["pred_logits"][:, None], outputs["pred_masks"][:, None], batch)[:, 0]
     for b, t in enumerate(targets):
         expected = naive_cost(
             outputs["pred_logits"][b], outputs["pred_masks"][b], t["labels"], t["masks"], matcher
@@ -93,22 +96,25 @@ def test_obvious_match():
     assert dict(zip(rows.tolist(), cols.tolist(), strict=True)) == {0: 1, 2: 0}
 
 
-def test_matching_all_layers_at_once_equals_one_layer_at_a_time():
+def test_matching_all_layers_at_once_gives_each_layer_its_minimum_cost():
     gen = torch.Generator().manual_seed(3)
     matcher = HungarianMatcher()
-    layers = [
-        {
-            "pred_logits": torch.randn(2, 5, 4, generator=gen),
-            "pred_masks": torch.randn(2, 5, 6, 6, generator=gen),
-        }
-        for _ in range(3)
-    ]
+    logits = torch.randn(3, 3, 5, 4, generator=gen)  # 3 images, 3 layers, 5 queries, 3 classes + 1
+    masks = torch.randn(3, 3, 5, 6, 6, generator=gen)
     targets = [
         {"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 24, 24, generator=gen) > 0.5},
         {"labels": torch.tensor([], dtype=torch.int64), "masks": torch.zeros(0, 24, 24, dtype=torch.bool)},
+        {"labels": torch.tensor([1, 1, 0]), "masks": torch.rand(3, 24, 24, generator=gen) > 0.5},
     ]
-    together = matcher.match_layers(layers, targets)
-    assert len(together) == 3
-    for layer, indices in zip(layers, together, strict=True):
-        for (rows, cols), (r, c) in zip(indices, matcher(layer, targets), strict=True):
-            assert torch.equal(rows, r) and torch.equal(cols, c)
+    match = matcher.assign(logits, masks, TargetBatch.build(targets, torch.device("cpu")))
+    assert (match.num_layers, match.per_layer) == (3, 5)
+    offsets = [0, 2, 2]  # target rows of each image in the concatenated batch
+    for layer in range(3):
+        for b, t in enumerate(targets):
+            mine = (match.layer == layer) & (match.batch == b)
+            rows, cols = match.query[mine], match.target[mine] - offsets[b]
+            assert sorted(cols.tolist()) == list(range(len(t["labels"])))
+            if len(t["labels"]):
+                small = F.interpolate(t["masks"][:, None].float(), size=(6, 6), mode="nearest")[:, 0] > 0.5
+                cost = naive_cost(logits[b, layer], masks[b, layer], t["labels"], small, matcher)
+                assert cost[rows, cols].sum().item() == pytest.approx(brute_force(cost), abs=1e-4)

@@ -47,10 +47,10 @@ def test_dense_losses_recovered_with_all_pixel_centres():
     assert torch.allclose(points, up, atol=1e-5)
     dense_t = tgt.flatten(1).float()
     assert torch.equal(targets, dense_t)
-    dense_focal = sigmoid_focal_loss(up, dense_t, 3.0).item()
-    assert sigmoid_focal_loss(points, targets, 3.0).item() == pytest.approx(dense_focal, rel=1e-5)
-    dense_dice = dice_loss(up, dense_t, 3.0).item()
-    assert dice_loss(points, targets, 3.0).item() == pytest.approx(dense_dice, rel=1e-5)
+    dense_focal = sigmoid_focal_loss(up, dense_t).sum().item()
+    assert sigmoid_focal_loss(points, targets).sum().item() == pytest.approx(dense_focal, rel=1e-5)
+    dense_dice = dice_loss(up, dense_t).sum().item()
+    assert dice_loss(points, targets).sum().item() == pytest.approx(dense_dice, rel=1e-5)
 
 
 def test_matching_costs_recovered_with_all_pixel_centres():

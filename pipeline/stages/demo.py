@@ -13,6 +13,7 @@ from maskformer.criterion import segments_to_semantic
 
 TINY = dict(
     backbone="resnet18",
+    backbone_norm="bn",  # from scratch: frozen BN of a random init is the identity and trains erratically
     num_queries=10,
     hidden_dim=64,
     nheads=4,
