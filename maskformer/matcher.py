@@ -86,8 +86,10 @@ def batch_sigmoid_focal_cost(
 ) -> Tensor:
     """Pairwise focal loss (pixel mean). Args: logits [B, Q, P], targets [B, N, P]. Returns [B, Q, N]."""
     prob = logits.sigmoid()
-    pos = (1 - prob) ** gamma * F.softplus(-logits)  # BCE against 1
-    neg = prob**gamma * F.softplus(logits)  # BCE against 0
+    bce_pos = F.softplus(-logits)  # BCE against 1
+    bce_neg = bce_pos + logits  # BCE against 0: softplus(x) = softplus(-x) + x, one softplus pass fewer
+    pos = (1 - prob) ** gamma * bce_pos
+    neg = prob**gamma * bce_neg
     if alpha >= 0:
         pos, neg = pos * alpha, neg * (1 - alpha)
     tt = targets.transpose(1, 2)
