@@ -11,7 +11,6 @@ from torch import nn
 from benchmarks.hf_maskformer import build_hf_model, hf_loss_module, hf_targets
 from maskformer import MaskFormerConfig, build_model
 from maskformer.engine import build_optimizer, clip_grad_norm
-from maskformer.engine.runtime import to_float32
 from maskformer.model import build_criterion
 
 NUM_CLASSES, NUM_QUERIES = 150, 100
@@ -73,7 +72,7 @@ def train_step(variant: Variant, device: torch.device, images: torch.Tensor, tar
         def forward_loss() -> torch.Tensor:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 outputs = model(images)
-            losses = model.criterion(to_float32(outputs), targets)  # as the engine: losses in fp32
+            losses = model.criterion(outputs, targets)  # as the engine: outside autocast, fp32 inside
             return torch.stack([losses[k] * weights[k] for k in losses]).sum()
     else:
         optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)

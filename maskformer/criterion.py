@@ -91,7 +91,8 @@ class SetCriterion(nn.Module):
 
     All decoder layers are handled together: their outputs are stacked, matched in one call, and each
     loss is one batched computation over every layer's matched pairs, so the number of device ops does
-    not grow with the batch or the number of layers.
+    not grow with the batch or the number of layers. Outputs may be bf16 (autocast): matching and losses
+    run in float32, converting only what they use (all logits, the matched masks).
     """
 
     def __init__(
@@ -138,7 +139,7 @@ class SetCriterion(nn.Module):
         or both taken at `num_points` sampled points. Args: masks [B, L, Q, h, w] logits."""
         num_layers = masks.shape[1]
         if match.per_layer == 0:  # no target masks anywhere in the batch: nothing to supervise
-            zero = masks.sum() * 0.0
+            zero = masks.sum().float() * 0.0
             return zero.expand(num_layers), zero.expand(num_layers)
         src = masks[match.batch, match.layer, match.query]
         tgt = targets.masks[match.target]

@@ -151,3 +151,26 @@ def test_no_targets_in_the_batch_trains_every_query_towards_no_object():
     assert losses["loss_mask_0"].item() == losses["loss_dice"].item() == 0.0
     sum(losses.values()).backward()
     assert layer["pred_logits"].grad[0, :, 2].lt(0).all()  # every query pushed towards no object
+
+
+def test_bf16_outputs_give_the_float32_losses_of_the_same_values():
+    gen = torch.Generator().manual_seed(9)
+    criterion = build_criterion(MaskFormerConfig(num_classes=3, dec_layers=2, num_queries=5))
+    layers = [
+        {
+            "pred_logits": torch.randn(2, 5, 4, generator=gen).bfloat16(),
+            "pred_masks": torch.randn(2, 5, 4, 4, generator=gen).bfloat16(),
+        }
+        for _ in range(2)
+    ]
+    targets = [
+        {"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 16, 16, generator=gen) > 0.5},
+        {"labels": torch.tensor([1]), "masks": torch.rand(1, 16, 16, generator=gen) > 0.5},
+    ]
+    low = criterion({**layers[1], "aux_outputs": layers[:1]}, targets)
+    full = [{k: v.float() for k, v in layer.items()} for layer in layers]
+    high = criterion({**full[1], "aux_outputs": full[:1]}, targets)
+    assert low.keys() == high.keys()
+    for name in high:
+        assert low[name].dtype == torch.float32, name
+        assert low[name].item() == pytest.approx(high[name].item(), rel=1e-6), name

@@ -65,17 +65,6 @@ def move_to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def to_float32(obj: Any) -> Any:
-    """Cast floating tensors in nested outputs to float32 so losses and matching run at full precision."""
-    if torch.is_tensor(obj):
-        return obj.float() if obj.is_floating_point() else obj
-    if isinstance(obj, dict):
-        return {k: to_float32(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(to_float32(v) for v in obj)
-    return obj
-
-
 class _NoBar:
     """Stands in for a tqdm bar when tqdm is not installed: the library trains without it."""
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import capture_rng_state, find_last, load_checkpoint, restore_rng_state, save_checkpoint
 from .dist import get_rank, get_world_size, init_distributed, is_distributed
-from .runtime import SigtermFlag, move_to_device, progress_bar, resolve_device, seed_everything, to_float32
+from .runtime import SigtermFlag, move_to_device, progress_bar, resolve_device, seed_everything
 from .sampler import InfiniteShardedSampler, SeededDataset
 from .solver import build_lr_scheduler, build_optimizer, clip_grad_norm
 
@@ -238,8 +238,9 @@ def _resume(cfg: TrainConfig, stateful: dict[str, Any], rank: int, world: int) -
 
 
 def _losses(criterion: nn.Module, outputs: Any, targets: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Unweighted loss terms in float32 (outside autocast) and their weighted sum, the loss to optimise."""
-    losses = criterion(to_float32(outputs), targets)
+    """Unweighted loss terms and their weighted sum, the loss to optimise. Called outside autocast: the
+    criteria take bf16 outputs as they are and compute in float32 only what they use."""
+    losses = criterion(outputs, targets)
     weight_dict: dict[str, float] = criterion.weight_dict
     weighted = [losses[k] * weight_dict[k] for k in losses if k in weight_dict]
     if not weighted:
