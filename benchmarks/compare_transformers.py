@@ -1,7 +1,8 @@
 """Ours vs transformers' MaskFormer (R50, 150 classes, 100 queries) side by side in one run on one device.
 
-Run: `python -m benchmarks.compare_transformers [--device auto] [--only train loss inference evaluation]`;
-appends JSON lines to benchmarks/results/compare_transformers.jsonl, all records of one run sharing `run`.
+Run: `python -m benchmarks.compare_transformers [--device auto] [--only train loss inference evaluation
+max_batch]`; appends JSON lines to benchmarks/results/compare_transformers.jsonl, all records of one run
+sharing `run`.
 Steps of all implementations are timed in alternating rounds (median reported), so machine noise hits all
 alike; peak memory comes from a fresh subprocess per variant (`--probe`), so models do not share a peak.
 On a CPU the train step runs a small config (256x256, batch 2, fp32); on a GPU the paper's 512x512, batch 8,
@@ -32,12 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def settings(device: torch.device) -> dict:
     """Sizes and variants per device type: the paper's setting on a GPU, a small one on a CPU."""
     if device.type == "cuda":
-        return {"train": (512, 8), "infer": (512, 8), "loss": (512, 8), "eval_images": 50,
+        return {"train": (512, 8), "infer": (512, 8), "loss": (512, 8), "eval_images": 50, "max_batch": 256,
+                "max_batch_variants": ["ours:noaux:bf16-autocast", "transformers:noaux:fp32",
+                                       "transformers:noaux:bf16-autocast"],
                 "train_variants": ["ours:noaux:bf16-autocast", "ours:noaux:fp32", "transformers:noaux:fp32",
                                    "transformers:noaux:bf16-autocast", "ours:aux:bf16-autocast"],
                 "infer_variants": ["ours:aux:bf16-autocast", "ours:aux:fp32", "transformers:noaux:fp32",
                                    "transformers:noaux:bf16-autocast"]}
-    return {"train": (256, 2), "infer": (512, 2), "loss": (512, 2), "eval_images": 8,
+    return {"train": (256, 2), "infer": (512, 2), "loss": (512, 2), "eval_images": 8, "max_batch": 4,
+            "max_batch_variants": ["ours:noaux:fp32", "transformers:noaux:fp32"],
             "train_variants": ["ours:noaux:fp32", "transformers:noaux:fp32", "ours:aux:fp32"],
             "infer_variants": ["ours:aux:fp32", "transformers:noaux:fp32"]}
 
@@ -106,6 +110,32 @@ def bench_train(device: torch.device, cfg: dict, run: str, args: argparse.Namesp
                iters=args.iters, rounds=args.rounds)
 
 
+def bench_max_batch(device: torch.device, cfg: dict, run: str, args: argparse.Namespace) -> None:
+    """Images/s at the largest batch that fits: the batch doubles from the headline one until the device
+    runs out of memory or reaches cfg["max_batch"]; ours in the default GPU mode, theirs in fp32 and bf16."""
+    size, batch = args.size or cfg["train"][0], args.batch or cfg["train"][1]
+    for key in cfg["max_batch_variants"]:
+        variant, found, tried = Variant.parse(key), None, batch
+        while tried <= cfg["max_batch"]:
+            try:
+                images, targets = random_batch(tried, size, NUM_CLASSES, device=device)
+                step = train_step(variant, device, images, targets)
+                seconds, peaks = interleaved({key: step}, device, 1, args.iters, rounds=1)
+                found = (tried, seconds[key], peaks[key])
+            except torch.OutOfMemoryError:
+                break
+            finally:
+                images = targets = step = None  # free the model and batch before the next size
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            tried *= 2
+        record(args.out, benchmark="train_step", impl=variant.impl, aux=False, run=run,
+               device=device_name(device), batch=found and found[0], size=size, dtype=variant.dtype,
+               mode=variant.mode(device), setting="largest batch that fits (doubling)",
+               out_of_memory_at=tried if tried <= cfg["max_batch"] else None,
+               img_per_s=found and found[0] / found[1], peak_mem_gib=found and found[2], iters=args.iters)
+
+
 def bench_inference(device: torch.device, cfg: dict, run: str, args: argparse.Namespace) -> None:
     """Forward-only images/s of every inference variant, interleaved."""
     size, batch = cfg["infer"]
@@ -146,7 +176,7 @@ def bench_evaluation(device: torch.device, cfg: dict, run: str, args: argparse.N
 
 
 BENCHMARKS = {"train": bench_train, "loss": bench_loss, "inference": bench_inference,
-              "evaluation": bench_evaluation}
+              "evaluation": bench_evaluation, "max_batch": bench_max_batch}
 
 
 def main() -> None:

@@ -23,13 +23,16 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUT, never st
 
 if [ "${SMALL:-0}" = 1 ]; then
     small=(--size 64 --batch 2)
-    step compare 300 python3 -m benchmarks.compare_transformers --device "$device" --only loss train "${small[@]}"
+    step compare 300 python3 -m benchmarks.compare_transformers --device "$device" --only loss train max_batch \
+        "${small[@]}"
     step profile 300 python3 -m benchmarks.profile_step --device "$device" --size 64 --out "$out/profile_step.txt"
 else
-    # about 8 minutes in all: fits one 10-minute device call
-    step compare 360 python3 -m benchmarks.compare_transformers --device "$device" --iters 10 --rounds 3
-    step profile 90 python3 -m benchmarks.profile_step --device "$device" --size 512 --batch 8
-    step point_loss 60 python3 -m benchmarks.point_sampling_loss --device "$device" --batch 8
+    # at most 9.5 minutes in all (limits, not expected times): fits one 10-minute device call
+    step compare 300 python3 -m benchmarks.compare_transformers --device "$device" --iters 10 --rounds 3 \
+        --only train loss inference evaluation
+    step profile 60 python3 -m benchmarks.profile_step --device "$device" --size 512 --batch 8
+    step point_loss 50 python3 -m benchmarks.point_sampling_loss --device "$device" --batch 8
+    step max_batch 150 python3 -m benchmarks.compare_transformers --device "$device" --iters 3 --only max_batch
 fi
 cp benchmarks/results/*.jsonl benchmarks/results/profile_step.txt "$out"/ 2>/dev/null
 echo "results in $out"
