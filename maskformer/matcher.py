@@ -81,21 +81,25 @@ class Matching:
     per_layer: int
 
 
+@torch.no_grad()
 def batch_sigmoid_focal_cost(
     logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0
 ) -> Tensor:
-    """Pairwise focal loss (pixel mean). Args: logits [B, Q, P], targets [B, N, P]. Returns [B, Q, N]."""
+    """Pairwise focal loss (pixel mean). Args: logits [B, Q, P], targets [B, N, P]. Returns [B, Q, N].
+
+    In place where it can: all decoder layers' queries go through at once, so each buffer is large.
+    """
     prob = logits.sigmoid()
-    bce_pos = F.softplus(-logits)  # BCE against 1
-    bce_neg = bce_pos + logits  # BCE against 0: softplus(x) = softplus(-x) + x, one softplus pass fewer
-    pos = (1 - prob) ** gamma * bce_pos
-    neg = prob**gamma * bce_neg
+    pos = F.softplus(-logits)  # BCE against 1
+    neg = (pos + logits).mul_(prob.pow(gamma))  # BCE against 0 (softplus(x) = softplus(-x) + x), * p^gamma
+    pos.mul_(prob.neg_().add_(1).pow_(gamma))  # * (1 - p)^gamma
     if alpha >= 0:
-        pos, neg = pos * alpha, neg * (1 - alpha)
+        pos.mul_(alpha)
+        neg.mul_(1 - alpha)
     tt = targets.transpose(1, 2)
     # sum_p neg*(1-t) = sum_p neg - sum_p neg*t: one matmul fewer
-    cost = torch.bmm(pos - neg, tt) + neg.sum(-1, keepdim=True)
-    return cost / logits.shape[-1]
+    cost = torch.bmm(pos.sub_(neg), tt).add_(neg.sum(-1, keepdim=True))
+    return cost.div_(logits.shape[-1])
 
 
 def batch_dice_cost(logits: Tensor, targets: Tensor) -> Tensor:
