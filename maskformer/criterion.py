@@ -33,8 +33,8 @@ def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return 1 - (numerator + 1) / (denominator + 1)
 
 
-def check_targets(targets: list[dict], num_classes: int, batch_size: int, mask_size: tuple[int, int]) -> None:
-    """Reject malformed targets with a message naming the image and the problem."""
+def check_targets(targets: list[dict], batch_size: int, mask_size: tuple[int, int]) -> None:
+    """Reject malformed targets with a message naming the image and the problem (class ids: check_labels)."""
     if len(targets) != batch_size:
         raise ValueError(f"got {len(targets)} targets for a batch of {batch_size} images")
     sizes = set()
@@ -166,7 +166,7 @@ class SetCriterion(nn.Module):
         """Args: outputs (pred_logits [B, Q, K+1], pred_masks [B, Q, h, w], aux_outputs), targets (labels
         [N] int64, masks [N, H, W]). Returns the unweighted losses; aux layer i gets the suffix `_i`."""
         logits = outputs["pred_logits"]
-        check_targets(targets, self.num_classes, logits.shape[0], tuple(outputs["pred_masks"].shape[-2:]))
+        check_targets(targets, logits.shape[0], tuple(outputs["pred_masks"].shape[-2:]))
         batch = TargetBatch.build(targets, logits.device)
         check_labels(targets, batch.labels, self.num_classes)
         num_masks = num_masks_across_processes(targets, logits.device)
@@ -197,7 +197,7 @@ class PerPixelCriterion(nn.Module):
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
         """Args: outputs with pred_sem_seg [B, K, h, w]; targets as for SetCriterion (segments -> one map)."""
         logits = outputs["pred_sem_seg"]
-        check_targets(targets, self.num_classes, logits.shape[0], tuple(logits.shape[-2:]))
+        check_targets(targets, logits.shape[0], tuple(logits.shape[-2:]))
         check_labels(targets, torch.cat([t["labels"] for t in targets]), self.num_classes)
         h, w = targets[0]["masks"].shape[-2:]
         sem = torch.stack([segments_to_semantic(t, self.ignore_label).to(logits.device) for t in targets])

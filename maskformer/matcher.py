@@ -35,25 +35,20 @@ class TargetBatch:
     labels: Tensor
     masks: Tensor
     sizes: list[int]
+    offsets: list[int]  # row of each image's first target
     slots: Tensor
 
     @classmethod
     def build(cls, targets: list[dict], device: torch.device) -> TargetBatch:
         """Concatenate targets (labels [N], masks [N, H, W] per image) on `device`."""
         sizes = [len(t["labels"]) for t in targets]
-        labels = torch.cat([t["labels"] for t in targets]).to(device)
-        masks = torch.cat([t["masks"] for t in targets]).to(device)
-        offsets = np.cumsum([0, *sizes[:-1]])
-        nmax = max(sizes, default=0)
-        slots = np.zeros((len(sizes), nmax), dtype=np.int64)
+        offsets = np.cumsum([0, *sizes[:-1]]).tolist()
+        slots = np.zeros((len(sizes), max(sizes, default=0)), dtype=np.int64)
         for b, (start, n) in enumerate(zip(offsets, sizes, strict=True)):
             slots[b, :n] = np.arange(start, start + n)
-        return cls(labels, masks, sizes, _to_device(slots, device))
-
-    @property
-    def offsets(self) -> list[int]:
-        """Row of each image's first target."""
-        return np.cumsum([0, *self.sizes[:-1]]).tolist()
+        labels = torch.cat([t["labels"] for t in targets]).to(device)
+        masks = torch.cat([t["masks"] for t in targets]).to(device)
+        return cls(labels, masks, sizes, offsets, _to_device(slots, device))
 
     def masks_at(self, size: tuple[int, int]) -> Tensor:
         """Masks resized (nearest) to `size` and flattened, padded per image: [B, Nmax, h*w] float."""
@@ -170,8 +165,7 @@ class HungarianMatcher(nn.Module):
         sorted by query."""
         batch = TargetBatch.build(targets, outputs["pred_logits"].device)
         match = self.assign(outputs["pred_logits"][:, None], outputs["pred_masks"][:, None], batch)
-        found = []
-        for b, start in enumerate(batch.offsets):
-            mine = match.batch == b
-            found.append((match.query[mine], match.target[mine] - start))
-        return found
+        queries = outputs["pred_logits"].shape[1]
+        counts = [min(queries, n) for n in batch.sizes]  # pairs of each image, in image order
+        pairs = zip(match.query.split(counts), match.target.split(counts), batch.offsets, strict=True)
+        return [(rows, cols - start) for rows, cols, start in pairs]
