@@ -6,12 +6,8 @@
 ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
-ENV DO_NOT_TRACK=true \
-    MLFLOW_DISABLE_TELEMETRY=true \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    DVC_NO_ANALYTICS=1 \
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 \
-    PYTHONUNBUFFERED=1 \
+# no analytics: `python -m pipeline` sets its offline environment itself (pipeline/offline.py)
+ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/home/app

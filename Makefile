@@ -3,8 +3,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-OFFLINE := DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true PREFECT_SERVER_ANALYTICS_ENABLED=false \
-	DVC_NO_ANALYTICS=1 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 
 .PHONY: setup run test lint clean
 setup: $(STAMP)
@@ -20,11 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 # The main job: every stage of dvc.yaml on the default synthetic data, as a Prefect flow (local ephemeral
 # Prefect unless PREFECT_API_URL is set); it ends by printing where the report and the MLflow run are.
 run: setup
-	$(OFFLINE) $(BIN)/python -m pipeline run
+	$(BIN)/python -m pipeline run
 
 test: setup
-	$(OFFLINE) $(BIN)/ruff check maskformer pipeline tests
-	$(OFFLINE) $(BIN)/python -m pytest
+	$(BIN)/ruff check maskformer pipeline tests
+	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check maskformer pipeline tests

@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from pipeline.commands import COMMANDS
+from pipeline.offline import go_offline
 from pipeline.stages import STAGES
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(choices), metavar="stage|command", help="what to run")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args, rest = parser.parse_known_args(argv)
+    go_offline()  # before the stage or command imports Prefect, MLflow or DVC
     module = importlib.import_module(choices[args.name])
     return int(module.main(args.params, rest) or 0)
 

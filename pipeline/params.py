@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from maskformer import MaskFormerConfig
 from maskformer.engine import TrainConfig
 from maskformer.evaluation.predict import InferenceConfig
-
-CHECKPOINT_ROOT = Path("models/checkpoints")  # as dvc.yaml: a persist folder DVC does not cache
+from pipeline.data.sources import SOURCES
+from pipeline.data.sources.synthetic import SyntheticParams
 
 
 class ParamsError(ValueError):
@@ -26,29 +25,6 @@ class _Section(BaseModel):
     """Base of every section: unknown keys are an error, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-class SyntheticParams(_Section):
-    """Size of the generated shapes data set (defaults keep the whole pipeline under 10 min on 2 CPUs)."""
-
-    num_train: int = Field(200, gt=0)
-    num_val: int = Field(50, gt=0)
-    image_size: int = Field(128, ge=32)
-    min_instances: int = Field(4, ge=1)
-    max_instances: int = Field(8, ge=1)
-    min_object_size: int = Field(16, ge=4)
-    max_object_size: int = Field(40, ge=4)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> SyntheticParams:
-        """Check that the min/max pairs are ordered."""
-        if self.max_instances < self.min_instances:
-            raise ValueError("max_instances must be >= min_instances")
-        if self.max_object_size < self.min_object_size:
-            raise ValueError("max_object_size must be >= min_object_size")
-        if self.max_object_size > self.image_size:
-            raise ValueError("max_object_size must be <= image_size")
-        return self
 
 
 class SourceParams(_Section):
@@ -88,61 +64,30 @@ class DataParams(_Section):
         """Settings of one source (the chosen dataset by default); empty settings when not given."""
         return self.sources.get(name or self.dataset, SourceParams())
 
-    def processed_path(self) -> Path:
-        """data/processed/<dataset>: the canonical layout the rest of the pipeline reads."""
-        return Path(self.processed_dir) / self.dataset
 
+class InputParams(_Section):
+    """The `input:` section: what training sees of each image (detectron2's INPUT: targets, crop, colour)."""
 
-# The library's dataclasses are the one definition of model/engine fields; pydantic adds type checks
-# and key-naming errors on top of their own validation (unknown fields, impossible values).
-_Strict = ConfigDict(extra="forbid")
-ModelConfig = pydantic.dataclasses.dataclass(MaskFormerConfig, config=_Strict, frozen=True)
-EngineConfig = pydantic.dataclasses.dataclass(TrainConfig, config=_Strict)
-PIPELINE_TRAIN_KEYS = ("crop_size", "task", "photometric")
-
-
-class TrainParams(_Section):
-    """The `train:` section: the engine's TrainConfig fields plus what the pipeline decides itself."""
-
-    crop_size: int = Field(128, ge=32, description="random-crop size of training images")
     task: Literal["panoptic", "semantic"] = Field(
         "panoptic",
         description="panoptic: stuff per class + things per instance; semantic: one mask per class",
     )
-    photometric: bool = True
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _split(cls, raw: Any) -> Any:
-        """params.yaml keeps train: flat; the engine's keys go to TrainConfig (checkpoint_dir is fixed)."""
-        if not isinstance(raw, dict) or "engine" in raw:
-            return raw
-        if "checkpoint_dir" in raw:
-            raise ValueError(f"checkpoint_dir is fixed by dvc.yaml ({CHECKPOINT_ROOT}); remove it")
-        own = {k: raw[k] for k in PIPELINE_TRAIN_KEYS if k in raw}
-        return {**own, "engine": {k: v for k, v in raw.items() if k not in PIPELINE_TRAIN_KEYS}}
-
-    def engine_config(self, checkpoint_dir: Path) -> TrainConfig:
-        """The engine's config with the run's checkpoint folder."""
-        values = {f.name: getattr(self.engine, f.name) for f in fields(TrainConfig)}
-        return TrainConfig(**{**values, "checkpoint_dir": str(checkpoint_dir)})
+    crop_size: int = Field(128, ge=32, description="random-crop size of training images")
+    photometric: bool = Field(True, description="photometric distortion of training images")
 
 
-class EvaluateParams(_Section):
-    """The `evaluate:` section: test-time sizes, TTA and device (thresholds live in `model`)."""
+# The library's dataclasses are the one definition of the model, train and evaluate fields; pydantic adds
+# type checks and key-naming errors on top of their own validation (unknown fields, impossible values).
+_Strict = ConfigDict(extra="forbid")
+ModelConfig = pydantic.dataclasses.dataclass(MaskFormerConfig, config=_Strict, frozen=True)
+TrainParams = pydantic.dataclasses.dataclass(TrainConfig, config=_Strict)
+
+
+@pydantic.dataclasses.dataclass(config=_Strict, frozen=True)
+class EvaluateParams(InferenceConfig):
+    """The `evaluate:` section: the library's InferenceConfig (test sizes, TTA) and where to run it."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    test_size: int = Field(512, ge=32, description="shortest side at test time")
-    max_size: int = Field(2048, ge=32, description="longest side at most")
-    size_divisibility: int = Field(32, ge=1)
-    scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
-    flip: bool = False
-
-    def inference_config(self) -> InferenceConfig:
-        return InferenceConfig(
-            self.test_size, self.max_size, self.size_divisibility, tuple(self.scales), self.flip
-        )
 
 
 class ReportParams(_Section):
@@ -167,6 +112,7 @@ class Params(_Section):
     preset: str | None = Field(None, description="name of an entry of `presets` merged over the sections")
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     data: DataParams = Field(default_factory=DataParams)
+    input: InputParams = Field(default_factory=InputParams)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
@@ -175,10 +121,13 @@ class Params(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_num_classes(cls, raw: Any) -> Any:
-        """The class count comes from the data set's manifest, never from params."""
-        if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "num_classes" in raw["model"]:
-            raise ValueError("model.num_classes is taken from the data set; remove it")
+    def _fixed_by_the_pipeline(cls, raw: Any) -> Any:
+        """The class count comes from the data set's manifest and the checkpoint folder from the run key."""
+        fixed = {("model", "num_classes"): "is taken from the data set",
+                 ("train", "checkpoint_dir"): "is fixed by the pipeline (models/checkpoints/<run key>)"}
+        for (section, key), why in fixed.items():
+            if isinstance(raw, dict) and isinstance(raw.get(section), dict) and key in raw[section]:
+                raise ValueError(f"{section}.{key} {why}; remove it")
         return raw
 
 
@@ -186,10 +135,10 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     """One line per problem: 'file: dotted.key: message'."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"] if p != "engine") or "<root>"
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
-        # the library dataclasses name their field as `MaskFormerConfig.backbone=...`: use the dotted key
-        if match := re.match(r"(?:MaskFormerConfig|TrainConfig)\.(\w+)", msg):
+        # the library dataclasses name their field as `TrainConfig.max_iters=...`: use the dotted key
+        if match := re.match(r"\w+(?:Config|Spec)\.(\w+)", msg):
             key = f"{key}.{match.group(1)}"
             msg = msg[match.end() :].lstrip("=")
         lines.append(f"{path}: {key}: {msg}")
@@ -237,8 +186,6 @@ def apply_preset(path: Path, raw: dict) -> dict:
 
 def _check_sources(path: Path, data: DataParams) -> None:
     """The dataset and the keys of data.sources must be registered sources."""
-    from pipeline.sources import SOURCES  # late import: the registry imports nothing from here at load
-
     known = ", ".join(sorted(SOURCES))
     if data.dataset not in SOURCES:
         raise ParamsError(f"{path}: data.dataset: unknown source {data.dataset!r} (known: {known})")

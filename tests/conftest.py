@@ -1,10 +1,13 @@
-"""Shared test settings: a small thread pool for a 2-core machine, and an MLflow store outside the repo."""
+"""Shared test settings: offline, a small thread pool on 2 cores, an MLflow store outside the repository."""
 
 import os
 
 import pytest
 import torch
 
+from pipeline.offline import go_offline
+
+go_offline()  # before any test module imports Prefect, MLflow or DVC
 torch.set_num_threads(2)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskformer.data.layout import id_to_rgb
 from pipeline.params import DataParams
-from pipeline.sources._common import id_to_rgb
 
 
 class FixtureServer:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from data_fixtures import FixtureServer, ade_archive, data_params, md5
 
-from pipeline.data_extract import CorruptArchiveError, UnsafeArchiveError, safe_extract
-from pipeline.download import ChecksumError, DownloadError, fetch
+from pipeline.data.extract import CorruptArchiveError, UnsafeArchiveError, safe_extract
+from pipeline.data.http import ChecksumError, DownloadError, fetch
 from pipeline.stages.download import download
 
 PAYLOAD = bytes(np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8))

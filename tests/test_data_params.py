@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main as cli
+from pipeline.outputs import processed_dir
 from pipeline.params import ParamsError, load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_repo_params_load_with_synthetic_default():
     data = load_params(REPO / "params.yaml").data
-    assert data.dataset == "synthetic" and data.processed_path() == Path("data/processed/synthetic")
+    assert data.dataset == "synthetic" and processed_dir(data) == Path("data/processed/synthetic")
     assert data.synthetic.num_train > 0 and data.source("cityscapes").local_path is None
 
 

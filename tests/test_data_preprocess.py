@@ -10,8 +10,8 @@ from data_fixtures import FixtureServer, ade_archive, coco_archives, coco_scene,
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from pipeline.sources import DataError
-from pipeline.sources._common import rgb_to_id
+from maskformer.data.layout import rgb_to_id
+from pipeline.data.sources import DataError
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 

@@ -11,8 +11,8 @@ from data_fixtures import data_params
 from PIL import Image
 from scipy import ndimage
 
-from pipeline.params import SyntheticParams
-from pipeline.sources._common import rgb_to_id
+from maskformer.data.layout import rgb_to_id
+from pipeline.data.sources.synthetic import SyntheticParams
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.offline import OFFLINE_ENV
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +32,8 @@ TINY = {
                                              "min_object_size": 12, "max_object_size": 28}},
     "model": {"conv_dim": 32, "mask_dim": 32, "hidden_dim": 32, "num_queries": 8, "nheads": 4,
               "dim_feedforward": 64, "dec_layers": 2},
-    "train": {"crop_size": 64, "max_iters": 4, "batch_size": 2, "num_workers": 0, "checkpoint_period": 4,
+    "input": {"crop_size": 64},
+    "train": {"max_iters": 4, "batch_size": 2, "num_workers": 0, "checkpoint_period": 4,
               "keep_last": 1, "log_period": 1, "device": "cpu"},
     "evaluate": {"device": "cpu", "test_size": 64},
     "report": {"num_samples": 2, "dpi": 30},
@@ -48,10 +51,8 @@ def _merge(base: dict, update: dict) -> dict:
 def _env(home: Path) -> dict[str, str]:
     """Offline, single-threaded, own Prefect home and no Prefect server unless a test sets one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DVC_"))}
-    return env | {"OMP_NUM_THREADS": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
-                  "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_HOME": str(home),
-                  "PATH": f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"}
+    return env | OFFLINE_ENV | {"OMP_NUM_THREADS": "1", "PREFECT_HOME": str(home),
+                                "PATH": f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"}
 
 
 class Repo:

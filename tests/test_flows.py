@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipeline.deployment import RunSettings
-from pipeline.dvc_cli import DvcError, parse_dot, stage_env, stage_order, topological_order
-from pipeline.dvc_params import parse_overrides, validate_overrides, write_overrides
+from pipeline.orchestration.deployment import RunSettings
+from pipeline.orchestration.dvc_cli import DvcError, parse_dot, stage_env, stage_order, topological_order
+from pipeline.orchestration.overrides import parse_overrides, validate_overrides, write_overrides
+from pipeline.outputs import resume_log
 from pipeline.params import ParamsError, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def test_run_command_rejects_bad_params_before_any_work(workspace: Path) -> None
 
 
 def test_flow_validates_before_anything_else(workspace: Path) -> None:
-    from pipeline.flows import pipeline_flow
+    from pipeline.orchestration.flow import pipeline_flow
 
     with pytest.raises(ParamsError, match="model.backbone: 'vgg16'"):
         pipeline_flow.fn(RunSettings(extra={"model.backbone": "vgg16"}))  # no Prefect run context needed
@@ -91,7 +92,7 @@ def test_write_overrides_keeps_comments_and_validates(workspace: Path) -> None:
     text = (workspace / "params.yaml").read_text()
     assert "# Pipeline parameters" in text and "lr: 0.001" in text
     params = load_params("params.yaml")
-    assert params.train.engine.lr == 0.001 and params.model.backbone == "resnet34"
+    assert params.train.lr == 0.001 and params.model.backbone == "resnet34"
     assert params.data.sources["ade20k"].urls == {"a.zip": "/tmp/a.zip"}
 
 
@@ -106,7 +107,7 @@ def test_run_settings_map_to_params_and_carry_bounds() -> None:
 
 
 def test_deployment_form_has_descriptions_and_bounds() -> None:
-    from pipeline.flows import pipeline_flow
+    from pipeline.orchestration.flow import pipeline_flow
 
     schema = pipeline_flow.parameters.model_dump()
     fields = schema["definitions"]["RunSettings"]["properties"]
@@ -118,13 +119,12 @@ def test_deployment_form_has_descriptions_and_bounds() -> None:
 
 
 def test_train_progress_reads_the_resume_log(workspace: Path) -> None:
-    from pipeline.flows import _train_progress
-    from pipeline.stages.train import run_key
+    from pipeline.orchestration.flow import _train_progress
 
     assert _train_progress() is None
-    log = workspace / "models/checkpoints" / run_key(load_params("params.yaml")) / "train_log.csv"
+    log = workspace / resume_log(load_params("params.yaml"))
     log.parent.mkdir(parents=True)
-    max_iters = load_params("params.yaml").train.engine.max_iters
+    max_iters = load_params("params.yaml").train.max_iters
     log.write_text(f"step,loss\n1,2.0\n{max_iters // 2},1.0\n")
     assert _train_progress() == pytest.approx((max_iters // 2) / max_iters)
 

@@ -10,18 +10,19 @@ import yaml
 from maskformer import build_model
 from maskformer.engine import seed_everything
 from maskformer.evaluation.predict import Predictor
+from pipeline.outputs import TRAIN_LOG
 from pipeline.params import Params
 from pipeline.stages.download import download
-from pipeline.stages.evaluate_instance import evaluate_instance
-from pipeline.stages.evaluate_semantic import evaluate_semantic
+from pipeline.stages.evaluate_instance import mask_metrics
+from pipeline.stages.evaluate_semantic import semantic_metrics
 from pipeline.stages.preprocess import preprocess
-from pipeline.stages.train import TRAIN_LOG, load_trained, train_model
+from pipeline.stages.train import load_trained, train_model
 
 
 def headline(params: Params, predictor: Predictor, record: dict) -> dict[str, float]:
     """Semantic, instance and panoptic headline metrics of one model, in one flat dict."""
-    semantic = evaluate_semantic(params, predictor, write=False)
-    masks = evaluate_instance(params, predictor, record, write=False)
+    semantic = semantic_metrics(params, predictor).headline
+    masks = mask_metrics(params, predictor, record).content
     return {
         **{f"sem_seg/{k}": v for k, v in semantic.items()},
         **{f"segm/{k}": v for k, v in masks["segm"].items()},
@@ -42,14 +43,14 @@ def test_training_beats_the_untrained_model_on_every_headline_metric(tmp_path, m
     seed_everything(0)
     untrained = build_model(params.model.replace(num_classes=6))
     record = {"config": untrained.config.to_dict(), "params": params.model_dump()}
-    before = headline(params, Predictor(untrained, params.evaluate.inference_config()), record)
+    before = headline(params, Predictor(untrained, params.evaluate), record)
 
     train_model(params)
     with open(TRAIN_LOG) as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3, losses
     model, record = load_trained()
-    after = headline(params, Predictor(model, params.evaluate.inference_config()), record)
+    after = headline(params, Predictor(model, params.evaluate), record)
     compared = {k: (before[k], after[k]) for k in before if not math.isnan(after[k])}
     assert len(compared) >= 12, compared
     worse = {k: v for k, v in compared.items() if not v[1] > v[0]}

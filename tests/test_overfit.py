@@ -2,7 +2,7 @@
 
 import time
 
-from pipeline.stages.demo import overfit
+from pipeline.commands.demo import overfit
 
 
 def test_tiny_model_overfits_generated_images():

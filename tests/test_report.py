@@ -25,8 +25,9 @@ def project(tmp_path_factory):
     params = {
         "data": {"num_workers": 0, "synthetic": {"num_train": 6, "num_val": 3, "image_size": 64}},
         "model": {k: v for k, v in TINY.items() if k != "num_classes"},
-        "train": {"device": "cpu", "max_iters": 2, "batch_size": 2, "num_workers": 0, "crop_size": 64,
+        "train": {"device": "cpu", "max_iters": 2, "batch_size": 2, "num_workers": 0,
                   "checkpoint_period": 2, "log_period": 1},
+        "input": {"crop_size": 64},
         "evaluate": {"device": "cpu", "test_size": 64},
         "report": {"num_samples": 2, "dpi": 40},
         "tracking": {"experiment": "report-test"},

@@ -7,12 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline.outputs import checkpoint_dir, run_key
 from pipeline.params import Params, ParamsError, load_params
 from pipeline.stages.download import download
-from pipeline.stages.evaluate_instance import evaluate_instance
-from pipeline.stages.evaluate_semantic import evaluate_semantic
+from pipeline.stages.evaluate_instance import evaluate_instance, mask_metrics
+from pipeline.stages.evaluate_semantic import evaluate_semantic, semantic_metrics
 from pipeline.stages.preprocess import preprocess
-from pipeline.stages.train import load_trained, run_key, train_model
+from pipeline.stages.train import load_trained, train_model
 
 TINY_MODEL = {
     "backbone": "resnet18",
@@ -38,8 +39,8 @@ TINY = {
         },
     },
     "model": TINY_MODEL,
+    "input": {"crop_size": 64},
     "train": {
-        "crop_size": 64,
         "max_iters": 3,
         "batch_size": 2,
         "num_workers": 0,
@@ -81,7 +82,7 @@ def test_train_writes_a_weights_only_model_and_a_curve(workspace, monkeypatch):
     )
     steps = [line.split(",")[0] for line in (root / "metrics/train_log.csv").read_text().splitlines()[1:]]
     assert steps == ["1", "2", "3"]
-    assert not (root / "models/checkpoints" / run_key(params)).exists()  # resume state of a finished run
+    assert not (root / checkpoint_dir(params)).exists()  # resume state of a finished run
 
 
 def test_same_params_resume_and_changed_params_start_a_new_run(workspace, monkeypatch):
@@ -137,11 +138,11 @@ def test_instance_evaluation_is_not_available_for_the_per_pixel_baseline(workspa
     from maskformer.evaluation.predict import Predictor
 
     cfg = params.model.replace(architecture="per_pixel_baseline", num_classes=6)
-    predictor = Predictor(build_model(cfg), params.evaluate.inference_config())
+    predictor = Predictor(build_model(cfg), params.evaluate)
     record = {"config": cfg.to_dict(), "params": params.model_dump()}
-    content = evaluate_instance(params, predictor, record, write=False)
+    content = mask_metrics(params, predictor, record).content
     assert content["segm"] is None and "not available" in content["note"]
-    assert set(evaluate_semantic(params, predictor, write=False)) == {"mIoU", "fwIoU", "mACC", "pACC"}
+    assert set(semantic_metrics(params, predictor).headline) == {"mIoU", "fwIoU", "mACC", "pACC"}
 
 
 @pytest.mark.parametrize(
@@ -174,12 +175,12 @@ def test_paper_preset_is_the_official_ade20k_r50_recipe(tmp_path):
         "imagenet",
     )
     assert (params.model.hidden_dim, params.model.num_queries, params.model.dec_layers) == (256, 100, 6)
-    assert (params.train.crop_size, params.train.engine.max_iters, params.train.engine.batch_size) == (
+    assert (params.input.crop_size, params.train.max_iters, params.train.batch_size) == (
         512,
         160000,
         16,
     )
-    assert (params.train.engine.lr, params.train.engine.backbone_multiplier) == (1e-4, 0.1)
+    assert (params.train.lr, params.train.backbone_multiplier) == (1e-4, 0.1)
     (tmp_path / "params.yaml").write_text(text.replace("preset: paper_ade20k_r50", "preset: nope"))
     with pytest.raises(ParamsError, match="preset: unknown preset 'nope'"):
         load_params(tmp_path / "params.yaml")

@@ -15,10 +15,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import run_info, tracking
+from pipeline import tracking
 from pipeline.commands.compare import main as compare_main
+from pipeline.outputs import processed_dir
 from pipeline.params import Params, load_params
-from pipeline.report_runs import runs_table
+from pipeline.report.runs import runs_table
+from pipeline.tracking import identity
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_SCRIPT = """
@@ -121,10 +123,10 @@ def test_params_flattened_metrics_named_as_the_json_and_tags(project, monkeypatc
     assert set(run.data.metrics) == {"panoptic_seg/PQ", "panoptic_seg/SQ", "sem_seg/mIoU", "sem_seg/pACC"}
     params = run.data.params
     expected = _params(project)
-    assert params["train.lr"] == str(expected.train.engine.lr)
+    assert params["train.lr"] == str(expected.train.lr)
     assert params["model.backbone"] == expected.model.backbone and params["evaluate.scales"] == "[1.0]"
     assert params["data.synthetic.num_train"] == "200" and params["tracking.experiment"] == project.name
-    assert len(params) == len(run_info.param_dict(expected))
+    assert len(params) == len(identity.param_dict(expected))
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True)
     tags = run.data.tags
     assert tags["git_commit"] == head.stdout.strip() and tags["mlflow.runName"] == "flow-run-7"
@@ -169,12 +171,12 @@ def test_a_sigkilled_run_is_ended_killed_by_the_next_execution(project):
 
 def test_dataset_input_carries_the_dvc_hash(project):
     params = _params(project)
-    folder = params.data.processed_path()
+    folder = processed_dir(params.data)
     folder.mkdir(parents=True)
     splits = {s: {"images": n, "instances": n, "skipped": 0, "skipped_files": [], "sha256": s * 8}
               for s, n in (("train", 6), ("val", 2))}
     (folder / "manifest.json").write_text(json.dumps({"num_classes": 5, "splits": splits}))
-    assert run_info.data_hash(params).startswith("sha256:")  # no dvc.lock yet: from the manifest
+    assert identity.data_hash(params).startswith("sha256:")  # no dvc.lock yet: from the manifest
     md5 = "0123456789abcdef0123456789abcdef.dir"
     (project / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess": {
         "cmd": "x", "outs": [{"path": str(folder), "hash": "md5", "md5": md5}]}}}))

@@ -1,6 +1,7 @@
-"""Training data: the canonical-layout Dataset, aligned v2 transforms and a padding collate."""
+"""Training data: the canonical layout and its Dataset, aligned v2 transforms and a padding collate."""
 
-from maskformer.data.dataset import IGNORE, TASKS, CanonicalDataset, collate_fn
+from maskformer.data.dataset import TASKS, CanonicalDataset, collate_fn
+from maskformer.data.layout import IGNORE, CanonicalLayout, id_to_rgb, rgb_to_id
 from maskformer.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -16,7 +17,10 @@ __all__ = [
     "PAD_ID",
     "TASKS",
     "CanonicalDataset",
+    "CanonicalLayout",
     "build_eval_transforms",
     "build_train_transforms",
     "collate_fn",
+    "id_to_rgb",
+    "rgb_to_id",
 ]

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-IGNORE = 255
+from maskformer.data.layout import IGNORE, CanonicalLayout, rgb_to_id
+
 TASKS = ("semantic", "instance", "panoptic")
 
 
@@ -36,7 +37,8 @@ class CanonicalDataset(torch.utils.data.Dataset):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.root, self.split, self.task, self.transforms = Path(root), split, task, transforms
-        content = json.loads((self.root / "annotations" / f"panoptic_{split}.json").read_text())
+        self.layout = CanonicalLayout(self.root)
+        content = json.loads(self.layout.panoptic_json(split).read_text())
         self.categories: list[dict] = content["categories"]
         self.num_classes = len(self.categories)
         self._class_of = {c["id"]: i for i, c in enumerate(self.categories)}
@@ -49,7 +51,7 @@ class CanonicalDataset(torch.utils.data.Dataset):
 
     def _semantic_segments(self, stem: str) -> tuple[np.ndarray, list[int]]:
         """Segment map with one segment per class present in semantic/<stem>.png."""
-        sem = _read(self.root / "semantic" / self.split / f"{stem}.png", "L").astype(np.int64)
+        sem = _read(self.layout.semantic(self.split, stem), "L").astype(np.int64)
         classes = [int(c) for c in np.unique(sem) if c != IGNORE]
         lut = np.zeros(256, np.int32)
         lut[classes] = np.arange(1, len(classes) + 1)
@@ -57,9 +59,7 @@ class CanonicalDataset(torch.utils.data.Dataset):
 
     def _panoptic_segments(self, ann: dict) -> tuple[np.ndarray, list[int]]:
         """Segment map of stuff (merged per class) and things (per instance; only things for `instance`)."""
-        path = self.root / "annotations" / f"panoptic_{self.split}" / ann["file_name"]
-        rgb = _read(path, "RGB").astype(np.int64)
-        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        ids = rgb_to_id(_read(self.layout.panoptic_dir(self.split) / ann["file_name"], "RGB"))
         seg = np.zeros(ids.shape, np.int32)
         labels: list[int] = []
         stuff_slot: dict[int, int] = {}
@@ -79,7 +79,7 @@ class CanonicalDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         info, ann = self._records[index]
-        image = _read(self.root / "images" / self.split / info["file_name"], "RGB")
+        image = _read(self.layout.image(self.split, info["file_name"]), "RGB")
         stem = Path(ann["file_name"]).stem
         if self.task == "semantic":
             seg, labels = self._semantic_segments(stem)

@@ -22,6 +22,13 @@ class InferenceConfig:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
 
+    def __post_init__(self) -> None:
+        for name, low in (("test_size", 32), ("max_size", 32), ("size_divisibility", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"InferenceConfig.{name}={getattr(self, name)}: must be >= {low}")
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"InferenceConfig.scales={self.scales}: must be one or more positive factors")
+
 
 def resize_and_pad(
     image: Tensor, short: int, max_size: int, divisibility: int

@@ -7,7 +7,7 @@ import argparse
 import pandas as pd
 
 from pipeline.params import load_params
-from pipeline.report_runs import runs_table
+from pipeline.report.runs import runs_table
 
 
 def main(params_path: str, argv: list[str]) -> int:

@@ -6,18 +6,8 @@ Without PREFECT_API_URL the flow runs in Prefect's local ephemeral mode; with it
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-# No analytics or telemetry, so an offline machine never waits on them; set before Prefect/MLflow load.
-OFFLINE_ENV = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # its first start creates a DB: slow on 2 CPUs
-}
 
 
 def workspace_error(params_path: str) -> str | None:
@@ -38,9 +28,7 @@ def main(params_path: str, argv: list[str]) -> int:
     if error := workspace_error(params_path):
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
-    from pipeline.dvc_params import parse_overrides, validate_overrides
+    from pipeline.orchestration.overrides import parse_overrides, validate_overrides
     from pipeline.params import ParamsError
 
     try:
@@ -49,8 +37,8 @@ def main(params_path: str, argv: list[str]) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from pipeline.deployment import RunSettings
-    from pipeline.flows import pipeline_flow
+    from pipeline.orchestration.deployment import RunSettings
+    from pipeline.orchestration.flow import pipeline_flow
 
     summary = pipeline_flow(settings=RunSettings(extra=overrides))
     print(f"run {summary['run_name']}: " + ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))

@@ -7,10 +7,9 @@ Needs a Prefect server: `prefect server start` and PREFECT_API_URL=http://127.0.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from pipeline.commands.run import OFFLINE_ENV, workspace_error
+from pipeline.commands.run import workspace_error
 
 DEPLOYMENT_NAME = "maskformer"
 
@@ -20,8 +19,6 @@ def main(params_path: str, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline serve", description=__doc__)
     parser.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name (default: maskformer)")
     args = parser.parse_args(argv)
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.settings import PREFECT_API_URL
 
@@ -33,7 +30,7 @@ def main(params_path: str, argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from pipeline.flows import pipeline_flow
+    from pipeline.orchestration.flow import pipeline_flow
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     pipeline_flow.serve(name=args.name, global_limit=one_at_a_time, limit=1, tags=["maskformer"],

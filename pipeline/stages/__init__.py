@@ -1,7 +1,7 @@
-"""The pipeline's stages: each is a module `pipeline.stages.<name>` with `main(params_path, argv)`."""
+"""The stages of dvc.yaml: one plain function each (inputs in, outputs written) in `pipeline.stages.<name>`,
+whose `main(params_path, argv)` goes through the shared command-line runner."""
 
 STAGES: dict[str, str] = {
-    "demo": "a short training run of MaskFormer on generated shapes (no data download)",
     "download": "fetch, verify and extract the chosen data source (or generate the synthetic set)",
     "preprocess": "convert the downloaded source into the canonical layout under data/processed/",
     "train": "train MaskFormer (or the per-pixel baseline) on the processed data; resumes from checkpoints",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
-from pipeline.data_extract import safe_extract
-from pipeline.download import DownloadError, check_local, fetch, local_source
-from pipeline.params import DataParams, load_params
-from pipeline.sources import get_source
+from pipeline.data.extract import safe_extract
+from pipeline.data.http import DownloadError, check_local, fetch, local_source
+from pipeline.data.sources import get_source
+from pipeline.outputs import raw_dir
+from pipeline.params import DataParams, Params
+from pipeline.stages.runner import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,7 @@ def source_root(params: DataParams) -> Path:
     local = params.source().local_path
     if local and Path(local).is_dir():
         return source.find_root(Path(local))
-    return source.find_root(Path(params.raw_dir) / params.dataset / "extracted")
+    return source.find_root(raw_dir(params) / "extracted")
 
 
 def download(params: DataParams) -> Path:
@@ -31,7 +33,7 @@ def download(params: DataParams) -> Path:
     `local_path` may name a folder (used in place) or an archive (extracted).
     """
     source, settings = get_source(params.dataset), params.source()
-    raw = Path(params.raw_dir) / source.name
+    raw = raw_dir(params)
     extracted = raw / "extracted"
     local = Path(settings.local_path) if settings.local_path else None
     if local is not None and local.is_dir():
@@ -61,13 +63,10 @@ def download(params: DataParams) -> Path:
     return root
 
 
+def _run(params: Params, run: Any) -> str:
+    return f"{params.data.dataset} ready at {download(params.data)}"
+
+
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline download [--params params.yaml]`."""
-    from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
-    argparse.ArgumentParser(prog="python -m pipeline download", description=__doc__).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(params_path)
-    with tracking.stage_run("download", params):
-        root = download(params.data)
-    print(f"download: {params.data.dataset} ready at {root}")
-    return 0
+    return run_stage("download", __doc__, params_path, argv, _run)

@@ -6,62 +6,89 @@ metrics/semantic_confusion.csv and predictions/semantic/<name>.png (class index 
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from maskformer.evaluation.predict import Predictor
+from maskformer.evaluation.runner import OnImage
 from maskformer.evaluation.runner import evaluate_semantic as run_semantic
-from pipeline.params import Params, load_params
-from pipeline.stages.evaluate_common import build_predictor, validation_set, write_csv, write_json
+from pipeline.outputs import (
+    SEMANTIC_CONFUSION,
+    SEMANTIC_HEADLINE,
+    SEMANTIC_METRICS,
+    SEMANTIC_PER_CLASS,
+    SEMANTIC_PREDICTIONS,
+)
+from pipeline.params import Params
+from pipeline.stages.evaluation import build_predictor, validation_set, write_csv, write_json
+from pipeline.stages.runner import run_stage
 
-METRICS = Path("metrics/semantic.json")
-PER_CLASS = Path("metrics/semantic_per_class.csv")
-CONFUSION = Path("metrics/semantic_confusion.csv")
-PREDICTIONS = Path("predictions/semantic")
-HEADLINE = ("mIoU", "fwIoU", "mACC", "pACC")
+
+@dataclass
+class SemanticResult:
+    """Everything evaluate_semantic computes: all metrics, the confusion matrix and the class names."""
+
+    metrics: dict[str, float]
+    confusion: torch.Tensor  # [K+1, K+1] ground truth rows, predicted columns; void last
+    names: list[str]
+
+    @property
+    def headline(self) -> dict[str, float]:
+        return {k: self.metrics[k] for k in SEMANTIC_HEADLINE}
 
 
-def evaluate_semantic(params: Params, predictor: Predictor | None = None, write: bool = True) -> dict:
-    """Evaluate the trained model (or `predictor`) and write the metric files and predicted maps."""
-    predictor = predictor or build_predictor(params)[0]
+def semantic_metrics(params: Params, predictor: Predictor, on_image: OnImage | None = None) -> SemanticResult:
+    """Evaluate `predictor` on the validation split; `on_image` receives every predicted class map."""
     dataset = validation_set(params, "semantic")
-    if write:
-        PREDICTIONS.mkdir(parents=True, exist_ok=True)
+    metrics, confusion = run_semantic(predictor, dataset, on_image=on_image)
+    return SemanticResult(metrics, confusion, [c["name"] for c in dataset.categories])
+
+
+def save_class_map(folder: Path) -> OnImage:
+    """An on_image callback writing predictions/semantic/<name>.png (class index per pixel)."""
+    folder.mkdir(parents=True, exist_ok=True)
 
     def save(target: dict, pred: dict) -> None:
         name = Path(target["file_name"]).stem + ".png"
-        Image.fromarray(pred["sem_seg"].cpu().numpy().astype(np.uint8)).save(PREDICTIONS / name)
+        Image.fromarray(pred["sem_seg"].cpu().numpy().astype(np.uint8)).save(folder / name)
 
-    metrics, confusion = run_semantic(predictor, dataset, on_image=save if write else None)
-    headline = {k: metrics[k] for k in HEADLINE}
-    if write:
-        names = [c["name"] for c in dataset.categories]
-        rows = [{"class": n, "IoU": metrics[f"IoU-{n}"], "ACC": metrics[f"ACC-{n}"]} for n in names]
-        write_json(METRICS, {"sem_seg": headline})
-        write_csv(PER_CLASS, rows)
-        labels = names + ["void"]
-        write_csv(
-            CONFUSION,
-            [
-                {"gt": g, **{p: int(v) for p, v in zip(labels, row, strict=True)}}
-                for g, row in zip(labels, confusion.tolist(), strict=True)
-            ],
-        )
-    return headline
+    return save
+
+
+def write_semantic(result: SemanticResult) -> None:
+    """metrics/semantic.json, the per-class table and the confusion matrix as CSV."""
+    m = result.metrics
+    write_json(SEMANTIC_METRICS, {"sem_seg": result.headline})
+    rows = [{"class": n, "IoU": m[f"IoU-{n}"], "ACC": m[f"ACC-{n}"]} for n in result.names]
+    write_csv(SEMANTIC_PER_CLASS, rows)
+    labels = result.names + ["void"]
+    write_csv(SEMANTIC_CONFUSION, [{"gt": g, **{p: int(v) for p, v in zip(labels, row, strict=True)}}
+                                   for g, row in zip(labels, result.confusion.tolist(), strict=True)])
+
+
+def evaluate_semantic(params: Params) -> dict[str, float]:
+    """The stage: evaluate models/model.pt, write the metric files and class maps; return the headline."""
+    predictor = build_predictor(params)[0]
+    result = semantic_metrics(params, predictor, on_image=save_class_map(SEMANTIC_PREDICTIONS))
+    write_semantic(result)
+    return result.headline
+
+
+def _run(params: Params, run: Any) -> str:
+    from pipeline import tracking  # here: importing the stage stays free of MLflow
+
+    metrics = evaluate_semantic(params)
+    tracking.log_metrics_file(SEMANTIC_METRICS)
+    tracking.log_artifacts([SEMANTIC_METRICS, SEMANTIC_PER_CLASS, SEMANTIC_CONFUSION], "metrics")
+    return ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if not math.isnan(v))
 
 
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline evaluate_semantic [--params params.yaml]`."""
-    from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
-    argparse.ArgumentParser(prog="python -m pipeline evaluate_semantic", description=__doc__).parse_args(argv)
-    params = load_params(params_path)
-    with tracking.stage_run("evaluate_semantic", params):
-        metrics = evaluate_semantic(params)
-        tracking.log_metrics_file(METRICS)
-        tracking.log_artifacts([METRICS, PER_CLASS, CONFUSION], "metrics")
-    print("evaluate_semantic: " + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if not math.isnan(v)))
-    return 0
+    return run_stage("evaluate_semantic", __doc__, params_path, argv, _run)

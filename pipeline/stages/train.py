@@ -6,10 +6,8 @@ params that define the run, so a killed run resumes with the same params and a c
 
 from __future__ import annotations
 
-import argparse
 import csv
-import hashlib
-import json
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,19 +15,12 @@ from typing import Any
 
 import torch
 
-from maskformer import build_model
-from maskformer.data import CanonicalDataset, build_train_transforms, collate_fn
+from maskformer import MaskFormerConfig, build_model
+from maskformer.data import CanonicalDataset, CanonicalLayout, build_train_transforms, collate_fn
 from maskformer.engine import atomic_save, is_main_process, list_checkpoints, seed_everything, train
-from pipeline.params import CHECKPOINT_ROOT, Params, load_params
-
-MODEL_PATH = Path("models/model.pt")
-TRAIN_LOG = Path("metrics/train_log.csv")
-
-
-def run_key(params: Params) -> str:
-    """A short hash of everything that defines a training run (data, model, train sections)."""
-    content = params.model_dump(mode="json", include={"data", "model", "train"})
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+from pipeline.outputs import MODEL, TRAIN_LOG, MissingInputError, checkpoint_dir, processed_dir, resume_log
+from pipeline.params import Params
+from pipeline.stages.runner import run_stage
 
 
 class TrainLog:
@@ -55,68 +46,61 @@ class TrainLog:
 
 def train_model(params: Params, callback: Callable[[int, dict[str, float]], None] | None = None) -> Path:
     """Train from params (resuming if a checkpoint of the same run exists) and write models/model.pt."""
-    root = params.data.processed_path()
-    if not (root / "manifest.json").exists():
-        raise FileNotFoundError(f"{root}/manifest.json not found: run `python -m pipeline preprocess` first")
-    transforms = build_train_transforms(params.train.crop_size, photometric=params.train.photometric)
-    dataset = CanonicalDataset(root, "train", task=params.train.task, transforms=transforms)
+    layout = CanonicalLayout(processed_dir(params.data))
+    if not layout.manifest.exists():
+        raise MissingInputError(f"{layout.manifest} not found: run `python -m pipeline preprocess` first")
+    transforms = build_train_transforms(params.input.crop_size, photometric=params.input.photometric)
+    dataset = CanonicalDataset(layout.root, "train", task=params.input.task, transforms=transforms)
     cfg = params.model.replace(num_classes=dataset.num_classes)
-    seed_everything(params.train.engine.seed)  # reproducible initial weights
+    seed_everything(params.train.seed)  # reproducible initial weights
     model = build_model(cfg)
-    checkpoints = CHECKPOINT_ROOT / run_key(params)
+    checkpoints = checkpoint_dir(params)
     checkpoints.mkdir(parents=True, exist_ok=True)
     saved = list_checkpoints(checkpoints)  # (iteration, path): the name tells, no need to load the file
-    log = TrainLog(checkpoints / "train_log.csv", saved[-1][0] if saved else 0)
+    log = TrainLog(resume_log(params), saved[-1][0] if saved else 0)
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         log(step, metrics)
         if callback is not None:
             callback(step, metrics)
 
-    engine = params.train.engine_config(checkpoints)
+    engine = dataclasses.replace(params.train, checkpoint_dir=str(checkpoints))
     model = train(model, dataset, engine, collate_fn, callback=on_step)
     if not is_main_process():  # under torchrun only rank 0 writes
-        return MODEL_PATH
+        return MODEL
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save(
-        {
-            "model": state,
-            "config": cfg.to_dict(),
-            "categories": dataset.categories,
-            "iteration": engine.max_iters,
-            "params": params.model_dump(mode="json"),
-        },
-        MODEL_PATH,
-    )
+    record = {"model": state, "config": cfg.to_dict(), "categories": dataset.categories,
+              "iteration": engine.max_iters, "params": params.model_dump(mode="json")}
+    atomic_save(record, MODEL)
     TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
     TRAIN_LOG.write_text(log.path.read_text() if log.path.exists() else "step\n")
     shutil.rmtree(checkpoints)  # the run is complete: its resume state would only pile up on disk
-    return MODEL_PATH
+    return MODEL
 
 
-def load_trained(path: Path = MODEL_PATH, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_trained(path: Path = MODEL, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """The trained model (eval mode) and its checkpoint record (config, categories, params)."""
-    from maskformer import MaskFormerConfig
-
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `python -m pipeline train` first")
+        raise MissingInputError(f"{path} not found: run `python -m pipeline train` first")
     record = torch.load(path, map_location="cpu", weights_only=True)  # a checkpoint is data, never code
     model = build_model(MaskFormerConfig.from_dict(record["config"]))
     model.load_state_dict(record["model"])
     return model.to(device).eval(), record
 
 
+def _run(params: Params, run: Any) -> str:
+    from pipeline import tracking  # here: importing the stage stays free of MLflow
+
+    path = train_model(params, callback=tracking.log_step_metrics if run else None)
+    if run is not None:  # under torchrun only rank 0 tracks
+        if params.tracking.log_model:
+            tracking.log_model(load_trained(path)[0])
+        tracking.log_artifacts([TRAIN_LOG], "metrics")
+    return f"wrote {path}"
+
+
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline train [--params params.yaml]`."""
     from maskformer.engine import TrainingInterruptedError
-    from pipeline import tracking  # here, not at the top: the stage function stays free of MLflow
-    argparse.ArgumentParser(prog="python -m pipeline train", description=__doc__).parse_args(argv)
-    params = load_params(params_path)
-    with tracking.stage_run("train", params, interrupted=(TrainingInterruptedError,)) as run:
-        path = train_model(params, callback=tracking.log_step_metrics if run else None)
-        if run is not None:  # under torchrun only rank 0 tracks
-            if params.tracking.log_model:
-                tracking.log_model(load_trained(path)[0])
-            tracking.log_artifacts([TRAIN_LOG], "metrics")
-    print(f"train: wrote {path}")
-    return 0
+
+    return run_stage("train", __doc__, params_path, argv, _run, interrupted=(TrainingInterruptedError,))

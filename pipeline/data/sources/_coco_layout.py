@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sources import DataError, Item, Sample, Source
-from pipeline.sources._common import check_values, read_label, rgb_to_id
+from maskformer.data.layout import rgb_to_id
+from pipeline.data.sources import DataError, Item, Sample, Source
+from pipeline.data.sources._common import check_values, read_label
 
 
 class CocoPanopticLayout(Source):

@@ -1,4 +1,5 @@
-"""What both evaluation stages share: the trained model, the validation set and result writers."""
+"""What both evaluation stages share: the trained model as a test-time predictor, the validation split,
+and the writers of metric files."""
 
 from __future__ import annotations
 
@@ -10,22 +11,21 @@ from typing import Any
 from maskformer.data import CanonicalDataset, build_eval_transforms
 from maskformer.engine import resolve_device
 from maskformer.evaluation.predict import Predictor
+from pipeline.outputs import MODEL, processed_dir
 from pipeline.params import Params
-from pipeline.stages.train import MODEL_PATH, load_trained
+from pipeline.stages.train import load_trained
 
 
 def build_predictor(params: Params) -> tuple[Predictor, dict]:
     """The trained model from models/model.pt wrapped for test-time inference, and its record."""
     device = resolve_device(params.evaluate.device)
-    model, record = load_trained(MODEL_PATH, device)
-    return Predictor(model, params.evaluate.inference_config(), device, amp=device.type == "cuda"), record
+    model, record = load_trained(MODEL, device)
+    return Predictor(model, params.evaluate, device, amp=device.type == "cuda"), record
 
 
 def validation_set(params: Params, task: str) -> CanonicalDataset:
     """The validation split at its original size."""
-    return CanonicalDataset(
-        params.data.processed_path(), "val", task=task, transforms=build_eval_transforms()
-    )
+    return CanonicalDataset(processed_dir(params.data), "val", task=task, transforms=build_eval_transforms())
 
 
 def write_json(path: Path, content: Any) -> None:

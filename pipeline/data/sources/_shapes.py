@@ -19,13 +19,25 @@ _MIN_VISIBLE = 12  # pixels; an instance occluded below this is dropped (its pix
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Size of one scene: image side, instances per image and object radius range (pixels)."""
+    """Size of one scene: image side, instances per image and object diameter range (pixels)."""
 
-    size: int
-    min_instances: int
-    max_instances: int
-    min_object_size: int
-    max_object_size: int
+    image_size: int = 128
+    min_instances: int = 4
+    max_instances: int = 8
+    min_object_size: int = 16
+    max_object_size: int = 40
+
+    def __post_init__(self) -> None:
+        for name, low in (("image_size", 32), ("min_instances", 1), ("max_instances", 1),
+                          ("min_object_size", 4), ("max_object_size", 4)):
+            if getattr(self, name) < low:
+                raise ValueError(f"SceneSpec.{name}={getattr(self, name)}: must be >= {low}")
+        if self.max_instances < self.min_instances:
+            raise ValueError("max_instances must be >= min_instances")
+        if self.max_object_size < self.min_object_size:
+            raise ValueError("max_object_size must be >= min_object_size")
+        if self.max_object_size > self.image_size:
+            raise ValueError("max_object_size must be <= image_size")
 
 
 def _colour(rng: np.random.Generator) -> np.ndarray:
@@ -77,12 +89,12 @@ def _instances(rng: np.random.Generator, spec: SceneSpec) -> list[tuple[int, lis
         cls = int(rng.integers(len(THINGS)))
         group = min(n - len(out), int(rng.integers(1, 4)))
         r = rng.uniform(spec.min_object_size, spec.max_object_size) / 2
-        cx, cy = rng.uniform(min(r, spec.size / 2), max(r, spec.size - r), 2)
+        cx, cy = rng.uniform(min(r, spec.image_size / 2), max(r, spec.image_size - r), 2)
         for _ in range(group):
             out.append((cls, _polygon(THINGS[cls], cx, cy, r, rng.uniform(0, 2 * np.pi))))
             step, direction = rng.uniform(0.7, 1.4) * r, rng.uniform(0, 2 * np.pi)  # overlap the previous one
-            cx = float(np.clip(cx + step * np.cos(direction), 0, spec.size))
-            cy = float(np.clip(cy + step * np.sin(direction), 0, spec.size))
+            cx = float(np.clip(cx + step * np.cos(direction), 0, spec.image_size))
+            cy = float(np.clip(cy + step * np.sin(direction), 0, spec.image_size))
             r = float(np.clip(r * rng.uniform(0.8, 1.25), spec.min_object_size / 2, spec.max_object_size / 2))
     return out
 
@@ -92,7 +104,7 @@ def draw_scene(rng: np.random.Generator, spec: SceneSpec) -> tuple[np.ndarray, n
 
     Segment ids: 1 = sky, 2 = ground, 3.. = instances; later instances occlude earlier ones.
     """
-    size = spec.size
+    size = spec.image_size
     image, ground = _background(rng, size)
     seg = np.where(ground, 2, 1).astype(np.int32)
     segments = [(1, CLASS_NAMES.index("sky"), 0), (2, CLASS_NAMES.index("ground"), 0)]

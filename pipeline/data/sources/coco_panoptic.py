@@ -7,11 +7,14 @@ scripts, e.g. intel/neural-compressor and torchvision-style COCO loaders).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.data_extract import safe_extract
-from pipeline.params import DataParams
-from pipeline.sources import Archive
-from pipeline.sources._coco_layout import CocoPanopticLayout
+from pipeline.data.extract import safe_extract
+from pipeline.data.sources import Archive
+from pipeline.data.sources._coco_layout import CocoPanopticLayout
+
+if TYPE_CHECKING:
+    from pipeline.params import DataParams
 
 
 class CocoPanoptic(CocoPanopticLayout):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sources import Archive, Item, Sample, Source
-from pipeline.sources._common import check_values, read_label
+from pipeline.data.sources import Archive, Item, Sample, Source
+from pipeline.data.sources._common import check_values, read_label
 
 # (label id, name, isthing) of the 19 evaluated classes, in train-id order
 CLASSES = (

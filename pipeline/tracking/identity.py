@@ -1,4 +1,4 @@
-"""What identifies a pipeline run: project folder, flattened params and hash, git commit, data hash."""
+"""What identifies a pipeline run beyond its name: project folder, flattened params, git commit, data hash."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.outputs import processed_dir
 from pipeline.params import Params
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
@@ -35,15 +36,7 @@ def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str,
 def param_dict(params: Params) -> dict[str, str]:
     """All params as dotted keys named as in params.yaml, values as JSON text (strings as themselves)."""
     flat = flatten(params.model_dump(mode="json"))
-    return {
-        k.replace("train.engine.", "train."): (v if isinstance(v, str) else json.dumps(v))[:MAX_PARAM_CHARS]
-        for k, v in flat.items()
-    }
-
-
-def params_hash(params: Params) -> str:
-    """A short hash of all params: names a run and tells a stale state file from this execution's."""
-    return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
+    return {k: (v if isinstance(v, str) else json.dumps(v))[:MAX_PARAM_CHARS] for k, v in flat.items()}
 
 
 def git_commit() -> str | None:
@@ -64,7 +57,7 @@ def git_commit() -> str | None:
 
 def data_hash(params: Params) -> str | None:
     """DVC's md5 of data/processed/<dataset> from dvc.lock, else a sha256 of the manifest's split hashes."""
-    target = params.data.processed_path()
+    target = processed_dir(params.data)
     if Path("dvc.lock").exists():
         stages = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages", {})
         hashes = {

@@ -11,19 +11,17 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from pipeline.sources import DataError, Item, get_source
-from pipeline.sources._common import id_to_rgb
-
-IGNORE = 255
+from maskformer.data.layout import IGNORE, CanonicalLayout, id_to_rgb
+from pipeline.data.sources import DataError, Item, get_source
 
 
 @dataclass(frozen=True)
 class ConvertJob:
-    """One image to convert: its source, where to write, the category (id, isthing) list."""
+    """One image to convert: its source, the layout to write into, the category (id, isthing) list."""
 
     source: str
     item: Item
-    out: Path
+    out: CanonicalLayout
     categories: tuple[tuple[int, int], ...]
     skip_bad_files: bool
 
@@ -80,19 +78,23 @@ def _convert(job: ConvertJob) -> dict:
     panoptic = np.where(kept, seg, 0)
     split, out = item.split, job.out
     image_name = f"{item.name}{item.image.suffix.lower()}"
-    shutil.copyfile(item.image, out / "images" / split / image_name)
-    semantic_png = f"semantic/{split}/{item.name}.png"
-    panoptic_png = f"annotations/panoptic_{split}/{item.name}.png"
+    image_path = out.image(split, image_name)
+    shutil.copyfile(item.image, image_path)
+    semantic_png, panoptic_png = out.semantic(split, item.name), out.panoptic_png(split, item.name)
     return {
         "image": {"file_name": image_name, "height": height, "width": width},
-        "panoptic": {"file_name": f"{item.name}.png", "segments_info": infos},
+        "panoptic": {"file_name": panoptic_png.name, "segments_info": infos},
         "instances": instances,
-        "hashes": {
-            f"images/{split}/{image_name}": hashlib.sha256(item.image.read_bytes()).hexdigest(),
-            semantic_png: _save_png(semantic, out / semantic_png),
-            panoptic_png: _save_png(id_to_rgb(panoptic), out / panoptic_png),
+        "hashes": {  # relative to the layout's root: the manifest is independent of where the data lies
+            _relative(out, image_path): hashlib.sha256(item.image.read_bytes()).hexdigest(),
+            _relative(out, semantic_png): _save_png(semantic, semantic_png),
+            _relative(out, panoptic_png): _save_png(id_to_rgb(panoptic), panoptic_png),
         },
     }
+
+
+def _relative(layout: CanonicalLayout, path: Path) -> str:
+    return path.relative_to(layout.root).as_posix()
 
 
 def convert(job: ConvertJob) -> dict:

@@ -13,8 +13,6 @@ import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-IGNORE = 255
-
 
 @dataclass
 class Sample:

@@ -6,20 +6,34 @@ PNG/JSON writers are byte-stable, so the same params give byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pydantic
 from PIL import Image
+from pydantic import ConfigDict, Field
 
-from pipeline.data_parallel import parallel_map
-from pipeline.params import DataParams
-from pipeline.sources import SPLITS
-from pipeline.sources._coco_layout import CocoPanopticLayout
-from pipeline.sources._common import id_to_rgb
-from pipeline.sources._shapes import CLASS_NAMES, THINGS, SceneSpec, draw_scene
+from maskformer.data.layout import id_to_rgb
+from pipeline.data.pool import parallel_map
+from pipeline.data.sources import SPLITS
+from pipeline.data.sources._coco_layout import CocoPanopticLayout
+from pipeline.data.sources._shapes import CLASS_NAMES, THINGS, SceneSpec, draw_scene
+
+if TYPE_CHECKING:  # for annotations only: params.py imports this module, never the reverse at run time
+    from pipeline.params import DataParams
+
+@pydantic.dataclasses.dataclass(config=ConfigDict(extra="forbid"), frozen=True)
+class SyntheticParams(SceneSpec):
+    """`data.synthetic`: the scene spec (defaults keep the whole pipeline short on 2 CPUs) and split sizes."""
+
+    num_train: int = Field(200, gt=0)
+    num_val: int = Field(50, gt=0)
+
 
 _PALETTE = ((220, 20, 60), (0, 0, 142), (250, 170, 30), (119, 11, 32), (70, 130, 180), (152, 251, 152))
 _MARKER = ".synthetic.json"
@@ -48,7 +62,7 @@ def _draw(job: _Job) -> dict:
         ys, xs = np.nonzero(seg == seg_id)
         bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
         infos.append({"id": seg_id, "category_id": cls + 1, "iscrowd": crowd, "area": len(xs), "bbox": bbox})
-    size = job.spec.size
+    size = job.spec.image_size
     return {
         "image": {"id": job.index, "file_name": f"{name}.png", "height": size, "width": size},
         "annotation": {"image_id": job.index, "file_name": f"{name}.png", "segments_info": infos},
@@ -69,16 +83,14 @@ class Synthetic(CocoPanopticLayout):
 
     def prepare(self, root: Path, data_params: DataParams) -> None:
         """Generate the set into `root` (atomically) unless the same params already made it."""
-        p = data_params.synthetic
-        recipe = {"seed": data_params.seed, **p.model_dump()}
+        recipe = {"seed": data_params.seed, **dataclasses.asdict(data_params.synthetic)}
         marker = root / _MARKER
         if marker.is_file() and json.loads(marker.read_text()) == recipe:
             return
-        spec = SceneSpec(p.image_size, p.min_instances, p.max_instances, p.min_object_size, p.max_object_size)
         scratch = root.with_name(root.name + ".tmp")
         shutil.rmtree(scratch, ignore_errors=True)
         try:
-            self._generate(scratch, data_params, spec)
+            self._generate(scratch, data_params)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
@@ -86,14 +98,14 @@ class Synthetic(CocoPanopticLayout):
         shutil.rmtree(root, ignore_errors=True)
         scratch.rename(root)
 
-    def _generate(self, scratch: Path, data_params: DataParams, spec: SceneSpec) -> None:
+    def _generate(self, scratch: Path, data_params: DataParams) -> None:
         """Draw both splits into `scratch` and write their panoptic JSON files."""
         p = data_params.synthetic
         counts = {"train": p.num_train, "val": p.num_val}
         for split in SPLITS:
             (scratch / split).mkdir(parents=True)
             (scratch / "annotations" / f"panoptic_{split}").mkdir(parents=True)
-            jobs = [_Job(scratch, split, i, data_params.seed, spec) for i in range(counts[split])]
+            jobs = [_Job(scratch, split, i, data_params.seed, p) for i in range(counts[split])]
             records = parallel_map(_draw, jobs, data_params.num_workers, f"synthetic {split}")
             content = {
                 "info": {"description": "MaskFormer pipeline synthetic shapes", "seed": data_params.seed},

@@ -1,4 +1,4 @@
-"""MLflow tracking: one run per pipeline execution, shared by the stage processes through a state file.
+"""MLflow run lifecycle: one run per pipeline execution, shared by the stage processes through a state file.
 
 The first stage of an execution opens the run and writes its id to `.pipeline_run.json` (in the working
 directory, like every pipeline path); later stages, each its own process under `dvc repro`, reopen it;
@@ -9,27 +9,24 @@ and both remove the state file so that the next execution starts a new run.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import json
 import os
 import signal
 import sys
 import threading
-import time
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline.outputs import params_hash, run_name
 from pipeline.params import Params
-from pipeline.run_info import data_hash, flatten, git_commit, param_dict, params_hash, project_root
+from pipeline.tracking.identity import data_hash, git_commit, param_dict, project_root
+from pipeline.tracking.log import log_dataset
 
 STATE_FILE = Path(".pipeline_run.json")
 LOCK_FILE = Path(".pipeline_run.json.lock")
@@ -37,7 +34,7 @@ FINAL_STAGE = "report"
 # env vars set by the Prefect flow and `dvc exp run`: they name the execution and become run tags
 ENV_TAGS = {"pipeline_run_name": "PIPELINE_RUN_NAME", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
             "dvc_experiment": "DVC_EXP_NAME"}
-PARAM_BATCH, METRIC_BATCH = 100, 1000  # MLflow's limits per log_batch call
+PARAM_BATCH = 100  # MLflow's limit of params per log_batch call
 
 
 class StageInterrupted(BaseException):
@@ -145,8 +142,7 @@ def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
 
 def _start(params: Params, experiment_id: str) -> mlflow.ActiveRun:
     """A new run named after the execution, with all params and the resolved params file."""
-    name = os.environ.get("PIPELINE_RUN_NAME") or \
-        f"{params.data.dataset}-{params.model.backbone}-{params_hash(params)}"
+    name = os.environ.get("PIPELINE_RUN_NAME") or run_name(params)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=name)
     items = list(param_dict(params).items())
     for i in range(0, len(items), PARAM_BATCH):
@@ -203,81 +199,3 @@ def stage_run(stage: str, params: Params, interrupted: tuple[type[BaseException]
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-
-
-def log_dataset(params: Params) -> None:
-    """Log the processed data set (its manifest's split table) as the run's input, tagged with its hash."""
-    manifest_path = params.data.processed_path() / "manifest.json"
-    if not manifest_path.exists():
-        return
-    manifest = json.loads(manifest_path.read_text())
-    rows = [{"split": split, **{k: v for k, v in info.items() if not isinstance(v, list)}}
-            for split, info in manifest["splits"].items()]
-    digest = data_hash(params) or ""
-    with warnings.catch_warnings():  # MLflow's hints about ambiguous local sources and int columns
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(pd.DataFrame(rows), source=str(manifest_path.parent.resolve()),
-                                          name=params.data.dataset, digest=digest.split(":")[-1][:36])
-        mlflow.log_input(dataset, context="training",
-                         tags={"data_hash": digest, "num_classes": str(manifest["num_classes"])})
-
-
-def log_step_metrics(step: int, metrics: dict[str, float]) -> None:
-    """Log one training step's metrics under the names of metrics/train_log.csv."""
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
-
-
-def log_metrics_file(path: str | Path) -> dict[str, float]:
-    """Log a metrics JSON as `<section>/<name>` metrics (its own names, e.g. sem_seg/mIoU); text as tags."""
-    flat = flatten(json.loads(Path(path).read_text()), sep="/")
-    metrics = {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    mlflow.log_metrics(metrics)
-    mlflow.set_tags({f"{Path(path).stem}/{k}": v for k, v in flat.items() if isinstance(v, str)})
-    return metrics
-
-
-def log_train_log(path: str | Path) -> None:
-    """Log every row of a train_log.csv as per-step metrics (for a run whose train stage DVC skipped)."""
-    with Path(path).open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, int(row["step"])) for row in rows for k, v in row.items()
-               if k != "step" and v]
-    run_id = mlflow.active_run().info.run_id
-    for i in range(0, len(metrics), METRIC_BATCH):
-        MlflowClient().log_batch(run_id, metrics=metrics[i:i + METRIC_BATCH])
-
-
-def log_artifacts(paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
-    """Log existing files and folders (missing ones are skipped: an optional output)."""
-    for path in map(Path, paths):
-        if path.is_dir():
-            mlflow.log_artifacts(str(path), f"{artifact_path}/{path.name}" if artifact_path else path.name)
-        elif path.is_file():
-            mlflow.log_artifact(str(path), artifact_path)
-
-
-def log_model(model: Any) -> str:
-    """Log the model with mlflow.pytorch (pickled, with the maskformer source) and return its URI."""
-    import mlflow.pytorch
-    import torch
-    import torchvision
-
-    import maskformer
-
-    info = mlflow.pytorch.log_model(
-        model, name="model", serialization_format="pickle",
-        code_paths=[str(Path(maskformer.__file__).parent)],  # loadable where maskformer is not installed
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                          f"torchvision=={torchvision.__version__.split('+')[0]}", "numpy", "scipy"])
-    mlflow.set_tag("model_uri", info.model_uri)
-    return info.model_uri
-
-
-def run_location(run_id: str) -> str:
-    """Where to look at a run: its URL on a server, or the sqlite file and the `mlflow ui` command."""
-    uri, run = mlflow.get_tracking_uri(), MlflowClient().get_run(run_id)
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
-    return f"run {run_id} in {uri} (view: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)"
-

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from maskformer.config import ARCHITECTURES, BACKBONES
-from pipeline.sources import SOURCES
+from pipeline.data.sources import SOURCES
 
 Dataset = Literal[tuple(sorted(SOURCES))]  # type: ignore[valid-type]
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]

@@ -8,7 +8,6 @@ experiment named after the flow run. Run from the repository root (where dvc.yam
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -24,15 +23,14 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import ValidationError
 
-from pipeline.deployment import RunSettings
-from pipeline.dvc_cli import dvc_command, stage_env, stage_order, stream
-from pipeline.dvc_params import validate_overrides, write_overrides
+from pipeline import outputs as out
+from pipeline.orchestration.deployment import RunSettings
+from pipeline.orchestration.dvc_cli import dvc_command, stage_env, stage_order, stream
+from pipeline.orchestration.overrides import validate_overrides, write_overrides
 from pipeline.params import ParamsError, load_params
 
 FLOW_NAME = "maskformer-pipeline"
-PARAMS = Path("params.yaml")  # what dvc.yaml's stages read
-METRICS = (Path("metrics/semantic.json"), Path("metrics/instance.json"))
-REPORT_HTML, REPORT_MD = Path("reports/report.html"), Path("reports/report.md")
+PARAMS = out.PARAMS
 # stage -> (retries, delay in seconds between tries); a download may hit a flaky server: back off
 RETRIES: dict[str, tuple[int, Any]] = {"download": (3, exponential_backoff(backoff_factor=10))}
 DEFAULT_RETRIES = (1, 10)
@@ -40,12 +38,8 @@ SKIPPED = "didn't change, skipping"  # what `dvc repro` prints for an up-to-date
 
 
 def run_name(overrides: dict[str, Any], unique: str = "") -> str:
-    """`<dataset>-<backbone>-<params hash>[-<unique>]`: readable, as MLflow names these params."""
-    from pipeline.run_info import params_hash
-
-    params = validate_overrides(PARAMS, overrides)
-    stem = f"{params.data.dataset}-{params.model.backbone}-{params_hash(params)}"
-    return f"{stem}-{unique}" if unique else stem
+    """The run name (pipeline.outputs.run_name) of params.yaml with the overrides applied."""
+    return out.run_name(validate_overrides(PARAMS, overrides), unique)
 
 
 def _flow_run_name() -> str:
@@ -59,13 +53,11 @@ def _flow_run_name() -> str:
 
 def _train_progress() -> float | None:
     """Fraction of training done, from the resume log the train stage appends to while it runs."""
-    from pipeline.stages.train import run_key  # late: imports torch
-
     params = load_params(PARAMS)
-    log = Path("models/checkpoints") / run_key(params) / "train_log.csv"
+    log = out.resume_log(params)
     try:
         last = log.read_text().strip().splitlines()[-1]
-        return min(1.0, int(last.split(",")[0]) / params.train.engine.max_iters)
+        return min(1.0, int(last.split(",")[0]) / params.train.max_iters)
     except (OSError, IndexError, ValueError):
         return None
 
@@ -101,7 +93,7 @@ def record_experiment(name: str, env: dict[str, str]) -> str:
 def headline_metrics() -> list[dict[str, Any]]:
     """Rows `{metric, value}` of metrics/*.json ("sem_seg/mIoU", "panoptic_seg/PQ", ...)."""
     rows = []
-    for path in METRICS:
+    for path in (out.SEMANTIC_METRICS, out.INSTANCE_METRICS):
         if not path.exists():
             continue
         for section, values in json.loads(path.read_text()).items():
@@ -135,10 +127,10 @@ def publish_artifacts(name: str) -> str | None:
     rows = headline_metrics()
     if rows:
         create_table_artifact(rows, key="headline-metrics", description=f"Headline metrics of {name}")
-    if REPORT_MD.exists():
-        create_markdown_artifact(REPORT_MD.read_text(), key="report", description=f"Report of {name}")
-    if REPORT_HTML.exists():
-        create_link_artifact(REPORT_HTML.resolve().as_uri(), link_text="report.html", key="report-html",
+    if out.REPORT_MD.exists():
+        create_markdown_artifact(out.REPORT_MD.read_text(), key="report", description=f"Report of {name}")
+    if out.REPORT_HTML.exists():
+        create_link_artifact(out.REPORT_HTML.resolve().as_uri(), link_text="report.html", key="report-html",
                              description=f"HTML report of {name}")
     link = mlflow_run_link(name)
     if link:
@@ -172,4 +164,4 @@ def pipeline_flow(settings: RunSettings | None = None) -> dict[str, Any]:
     logger.info("stages: %s", ", ".join(f"{s} {r}" for s, r in results.items()))
     mlflow_run = publish_artifacts(name)
     return {"run_name": name, "stages": results, "experiment": experiment, "mlflow": mlflow_run,
-            "report": str(REPORT_HTML.resolve()) if REPORT_HTML.exists() else None}
+            "report": str(out.REPORT_HTML.resolve()) if out.REPORT_HTML.exists() else None}

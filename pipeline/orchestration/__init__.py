@@ -1,0 +1,2 @@
+"""Running the stages: the Prefect flow read from dvc.yaml, its deployment form, DVC's command line, and
+`--set` overrides of params.yaml."""

@@ -1,0 +1,86 @@
+"""Every path that dvc.yaml names, the training run's resume folder and the run name: one place.
+
+dvc.yaml spells the same paths (a test checks that the two agree); stages, the flow, the report and the
+tracking import them from here. Paths are relative to the project root, where every stage runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pipeline.params import DataParams, Params
+
+
+class MissingInputError(FileNotFoundError):
+    """A stage's input that an earlier stage writes is not there; the message names it and the stage."""
+
+
+PARAMS = Path("params.yaml")  # what dvc.yaml's stages read
+
+MODEL = Path("models/model.pt")  # the final checkpoint: weights, config, classes, resolved params
+CHECKPOINT_ROOT = Path("models/checkpoints")  # resume state of unfinished runs (persist, not cached)
+TRAIN_LOG = Path("metrics/train_log.csv")
+
+SEMANTIC_METRICS = Path("metrics/semantic.json")
+SEMANTIC_PER_CLASS = Path("metrics/semantic_per_class.csv")
+SEMANTIC_CONFUSION = Path("metrics/semantic_confusion.csv")
+SEMANTIC_PREDICTIONS = Path("predictions/semantic")  # <stem>.png: class index per pixel
+
+INSTANCE_METRICS = Path("metrics/instance.json")
+AP_PER_CLASS = Path("metrics/instance_per_class.csv")
+PQ_PER_CLASS = Path("metrics/panoptic_per_class.csv")
+INSTANCE_RESULTS = Path("predictions/instances_val_results.json")  # COCO results, RLE
+PANOPTIC_JSON = Path("predictions/panoptic_val.json")  # COCO panoptic
+PANOPTIC_PREDICTIONS = Path("predictions/panoptic")  # <stem>.png, COCO panoptic colour code
+
+# the headline keys of the metrics files, in the order people read them (detectron2's names, percent)
+SEMANTIC_HEADLINE = ("mIoU", "fwIoU", "mACC", "pACC")
+SEGM_HEADLINE = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+PANOPTIC_HEADLINE = ("PQ", "SQ", "RQ")
+
+REPORTS = Path("reports")
+REPORT_HTML = REPORTS / "report.html"
+REPORT_MD = REPORTS / "report.md"
+REPORT_PLOTS = REPORTS / "plots"
+
+
+def raw_dir(data: DataParams) -> Path:
+    """data/raw/<dataset>: the download stage's output (archives and extracted files)."""
+    return Path(data.raw_dir) / data.dataset
+
+
+def processed_dir(data: DataParams) -> Path:
+    """data/processed/<dataset>: the canonical layout that training and evaluation read."""
+    return Path(data.processed_dir) / data.dataset
+
+
+def _digest(content: object, length: int) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def params_hash(params: Params) -> str:
+    """A short hash of all params: names a run and tells a stale tracking state file from this one's."""
+    return _digest(params.model_dump(mode="json"), 8)
+
+
+def run_key(params: Params) -> str:
+    """A short hash of what defines a training run (the data, input, model and train sections)."""
+    return _digest(params.model_dump(mode="json", include={"data", "input", "model", "train"}), 12)
+
+
+def checkpoint_dir(params: Params) -> Path:
+    """models/checkpoints/<run key>: a killed run resumes here; changed params start a fresh folder."""
+    return CHECKPOINT_ROOT / run_key(params)
+
+
+def resume_log(params: Params) -> Path:
+    """The train log that grows in the checkpoint folder while training runs (read for progress)."""
+    return checkpoint_dir(params) / "train_log.csv"
+
+
+def run_name(params: Params, unique: str = "") -> str:
+    """`<dataset>-<backbone>-<params hash>[-<unique>]`: the Prefect flow run and its MLflow run."""
+    stem = f"{params.data.dataset}-{params.model.backbone}-{params_hash(params)}"
+    return f"{stem}-{unique}" if unique else stem
