@@ -153,6 +153,10 @@ def test_instance_evaluation_is_not_available_for_the_per_pixel_baseline(workspa
         ("model:\n  backbone: vgg\n", "backbone"),
         ("train:\n  max_iters: -1\n", "max_iters"),
         ("evaluate:\n  test_size: abc\n", "evaluate.test_size"),
+        ("evaluate:\n  test_size: 16\n", "evaluate.test_size: 16: must be >= 32"),
+        ("train:\n  checkpoint_dir: x\n", "train.checkpoint_dir is fixed by the pipeline"),
+        ("input:\n  crop_size: 8\n", "input.crop_size"),
+        ("data:\n  synthetic:\n    image_size: 16\n", "data.synthetic.image_size: 16: must be >= 32"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, text, key):
@@ -160,6 +164,26 @@ def test_bad_params_name_the_key(tmp_path, text, key):
     path.write_text(text)
     with pytest.raises(ParamsError, match=key):
         load_params(path)
+
+
+def test_stage_cli_turns_expected_errors_into_one_line(tmp_path, monkeypatch, capsys):
+    from pipeline.__main__ import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  lr: fast\n")
+    assert cli(["train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train: error: params.yaml: train.lr: "), err
+    with pytest.raises(ParamsError, match="train.lr"):  # the traceback on request
+        cli(["train", "--verbose"])
+    (tmp_path / "params.yaml").write_text("train:\n  device: cpu\n")  # valid, but nothing preprocessed
+    assert cli(["train"]) == 1
+    err = capsys.readouterr().err  # above the error: MLflow's own log lines as it creates the store
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "train: error: data/processed/synthetic/manifest.json not found: run `python -m pipeline preprocess` first")
+    monkeypatch.setenv("PIPELINE_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        cli(["train"])
 
 
 def test_paper_preset_is_the_official_ade20k_r50_recipe(tmp_path):
