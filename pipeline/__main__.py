@@ -26,10 +26,18 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,  # `python -m pipeline train --help` is the stage's help, not this one
     )
-    parser.add_argument("name", choices=sorted(choices), metavar="stage|command", help="what to run")
+    parser.add_argument("name", nargs="?", choices=sorted(choices), metavar="stage|command",
+                        help="what to run")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help (or the stage's)")
     args, rest = parser.parse_known_args(argv)
+    if args.name is None:
+        parser.print_help(None if args.help else sys.stderr)
+        return 0 if args.help else 2
+    if args.help:
+        rest = ["--help", *rest]
     go_offline()  # before the stage or command imports Prefect, MLflow or DVC
     module = importlib.import_module(choices[args.name])
     return int(module.main(args.params, rest) or 0)
