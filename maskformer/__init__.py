@@ -1,7 +1,13 @@
 """MaskFormer (Cheng, Schwing, Kirillov, NeurIPS 2021) in plain PyTorch: model, loss, inference."""
 
-from maskformer.config import MaskFormerConfig
-from maskformer.criterion import PerPixelCriterion, SetCriterion, dice_loss, sigmoid_focal_loss
+from maskformer.config import MaskFormerConfig, tiny_config
+from maskformer.criterion import (
+    PerPixelCriterion,
+    SetCriterion,
+    dice_loss,
+    sigmoid_focal_loss,
+    weighted_loss,
+)
 from maskformer.inference import (
     instance_inference,
     panoptic_inference,
@@ -27,4 +33,6 @@ __all__ = [
     "semantic_inference",
     "semantic_maps",
     "sigmoid_focal_loss",
+    "tiny_config",
+    "weighted_loss",
 ]

@@ -1,4 +1,4 @@
-"""MaskFormerConfig: every model hyper-parameter with the paper's ADE20K R50 defaults."""
+"""MaskFormerConfig: every model hyper-parameter with the paper's ADE20K R50 defaults; a tiny variant."""
 
 from __future__ import annotations
 
@@ -117,3 +117,25 @@ class MaskFormerConfig:
     def replace(self, **changes: Any) -> MaskFormerConfig:
         """A copy with some fields changed (validated like the constructor)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+
+# A MaskFormer small enough to train in seconds on a CPU (the demo, tests, benchmarks). BN is trainable:
+# from scratch, frozen BN of a random init is the identity and the model trains erratically.
+TINY: dict[str, Any] = {
+    "backbone": "resnet18",
+    "backbone_norm": "bn",
+    "num_queries": 10,
+    "hidden_dim": 64,
+    "nheads": 4,
+    "dim_feedforward": 128,
+    "dec_layers": 3,
+    "conv_dim": 64,
+    "mask_dim": 64,
+    "encoder_layers": 1,  # pixel_decoder="transformer_encoder" only
+    "dropout": 0.0,
+}
+
+
+def tiny_config(num_classes: int = 3, **changes: Any) -> MaskFormerConfig:
+    """The tiny model (TINY) for `num_classes` classes, with some fields changed."""
+    return MaskFormerConfig(**{**TINY, "num_classes": num_classes, **changes})

@@ -89,7 +89,7 @@ def num_masks_across_processes(targets: list[dict], device: torch.device) -> flo
 class SetCriterion(nn.Module):
     """Loss of MaskFormer: match, then CE (no-object weighted) + focal + dice on every decoder layer.
 
-    All decoder layers are handled together: their outputs are stacked, matched in one call, and each
+    All decoder layers are handled together: their stacked outputs are matched in one call, and each
     loss is one batched computation over every layer's matched pairs, so the number of device ops does
     not grow with the batch or the number of layers. Outputs may be bf16 (autocast): matching and losses
     run in float32, converting only what they use (all logits, the matched masks).
@@ -163,26 +163,45 @@ class SetCriterion(nn.Module):
         )
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
-        """Args: outputs (pred_logits [B, Q, K+1], pred_masks [B, Q, h, w], aux_outputs), targets (labels
-        [N] int64, masks [N, H, W]). Returns the unweighted losses; aux layer i gets the suffix `_i`."""
+        """Args: outputs (pred_logits [B, Q, K+1], pred_masks [B, Q, h, w], aux_outputs, or the stacked
+        layer_logits/layer_masks), targets (labels [N] int64, masks [N, H, W]). Returns the unweighted
+        losses; aux layer i gets the suffix `_i`."""
         logits = outputs["pred_logits"]
         check_targets(targets, logits.shape[0], tuple(outputs["pred_masks"].shape[-2:]))
         batch = TargetBatch.build(targets, logits.device)
         check_labels(targets, batch.labels, self.num_classes)
         num_masks = num_masks_across_processes(targets, logits.device)
-        layers = [*outputs.get("aux_outputs", []), outputs]  # stacked in decoder order, the last is final
-        all_logits = torch.stack([layer["pred_logits"] for layer in layers], 1)  # [B, L, Q, K+1]
-        all_masks = torch.stack([layer["pred_masks"] for layer in layers], 1)  # [B, L, Q, h, w]
+        all_logits, all_masks = stacked_layers(outputs)
         match = self.matcher.assign(all_logits.detach(), all_masks.detach(), batch)
         ce = self.loss_labels(all_logits, batch, match)
         focal, dice = self.loss_masks(all_masks, batch, match, num_masks)
+        num_layers = all_logits.shape[1]
         losses: dict[str, Tensor] = {}
-        for i in [len(layers) - 1, *range(len(layers) - 1)]:  # the final layer's losses first
-            suffix = "" if i == len(layers) - 1 else f"_{i}"
+        for i in [num_layers - 1, *range(num_layers - 1)]:  # the final layer's losses first
+            suffix = "" if i == num_layers - 1 else f"_{i}"
             losses[f"loss_ce{suffix}"] = ce[i]
             losses[f"loss_mask{suffix}"] = focal[i]
             losses[f"loss_dice{suffix}"] = dice[i]
         return losses
+
+
+def stacked_layers(outputs: dict) -> tuple[Tensor, Tensor]:
+    """Every decoder layer's class logits [B, L, Q, K+1] and mask logits [B, L, Q, h, w], in decoder order
+    (the last is the final layer): the predictor's layer_logits/layer_masks, else stacked from the dicts."""
+    if "layer_logits" in outputs:
+        return outputs["layer_logits"], outputs["layer_masks"]
+    layers = [*outputs.get("aux_outputs", []), outputs]
+    logits = torch.stack([layer["pred_logits"] for layer in layers], 1)
+    return logits, torch.stack([layer["pred_masks"] for layer in layers], 1)
+
+
+def weighted_loss(losses: dict[str, Tensor], weight_dict: dict[str, float]) -> Tensor:
+    """The loss to optimise: the sum of the terms weighted by weight_dict (unweighted terms are only
+    reported). A KeyError names the terms when none of them is weighted."""
+    weighted = [losses[k] * weight_dict[k] for k in losses if k in weight_dict]
+    if not weighted:
+        raise KeyError(f"no loss term {sorted(losses)} is in weight_dict {sorted(weight_dict)}")
+    return torch.stack(weighted).sum()
 
 
 class PerPixelCriterion(nn.Module):

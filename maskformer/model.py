@@ -50,7 +50,8 @@ class MaskFormer(nn.Module):
 
     def forward(self, images: Tensor) -> dict:
         """Args: images [B, 3, H, W] normalised. Returns pred_logits [B, Q, K+1], pred_masks [B, Q, H/4, W/4]
-        (mask logits) and aux_outputs, one dict per earlier decoder layer."""
+        (mask logits), aux_outputs (one dict per earlier decoder layer) and all layers stacked for the
+        criterion, layer_logits [B, L, Q, K+1] and layer_masks [B, L, Q, H/4, W/4]."""
         check_images(images)
         features = list(self.backbone(images).values())
         mask_features, memory = self.pixel_decoder(features)

@@ -61,15 +61,3 @@ def sampled_logits(pred_masks: Tensor, coords: Tensor) -> Tensor:
     """Differentiable mask logits [M, P] of pred_masks [M, h, w] at coords [M, P, 2] (bilinear)."""
     return point_sample(pred_masks[:, None].float(), coords)[:, 0]
 
-
-@torch.no_grad()
-def sample_for_matching(
-    pred_masks: Tensor, tgt_masks: Tensor, num_points: int, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """The same uniform random points for every query and target of an image, for the matcher costs.
-
-    Args: pred_masks [B, Q, h, w] logits, tgt_masks [B, N, H, W] (padded). Returns [B, Q, P], [B, N, P].
-    """
-    b = pred_masks.shape[0]
-    coords = torch.rand(b, num_points, 2, device=pred_masks.device, generator=generator)
-    return point_sample(pred_masks.float(), coords), point_sample(tgt_masks.float(), coords)

@@ -66,7 +66,9 @@ class TransformerPredictor(nn.Module):
 
     def forward(self, memory: Tensor, mask_features: Tensor) -> dict:
         """Args: memory [B, C, h, w] (stride 32), mask_features [B, D, H/4, W/4] per-pixel embeddings.
-        Returns pred_logits [B, Q, K+1], pred_masks [B, Q, H/4, W/4] and aux_outputs (earlier layers)."""
+        Returns pred_logits [B, Q, K+1], pred_masks [B, Q, H/4, W/4], aux_outputs (earlier layers) and
+        the same for every layer stacked, layer_logits [B, L, Q, K+1] and layer_masks [B, L, Q, H/4, W/4]
+        (views, no copy), which the criterion takes as they are."""
         pos = self.pe_layer(memory).flatten(2).transpose(1, 2)
         src = self.input_proj(memory).flatten(2).transpose(1, 2)
         query_pos = self.query_embed.weight.unsqueeze(0).expand(src.shape[0], -1, -1)
@@ -78,4 +80,10 @@ class TransformerPredictor(nn.Module):
         logits = self.class_embed(hs)
         masks = torch.einsum("lbqc,bchw->lbqhw", self.mask_embed(hs), mask_features)
         aux = [{"pred_logits": a, "pred_masks": b} for a, b in zip(logits[:-1], masks[:-1], strict=True)]
-        return {"pred_logits": logits[-1], "pred_masks": masks[-1], "aux_outputs": aux}
+        return {
+            "pred_logits": logits[-1],
+            "pred_masks": masks[-1],
+            "aux_outputs": aux,
+            "layer_logits": logits.transpose(0, 1),
+            "layer_masks": masks.transpose(0, 1),
+        }

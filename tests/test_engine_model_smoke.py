@@ -7,11 +7,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from maskformer import MaskFormerConfig, build_model
+from maskformer import build_model, tiny_config
 from maskformer.engine import TrainConfig, TrainingInterruptedError, train
-
-TINY = {"backbone": "resnet18", "num_classes": 3, "conv_dim": 32, "mask_dim": 32, "hidden_dim": 32,
-        "nheads": 2, "dim_feedforward": 32, "dec_layers": 2, "num_queries": 5}
 
 
 class TwoRegions(Dataset):
@@ -45,7 +42,7 @@ def _train(tmp_path, architecture: str, callback=None) -> torch.nn.Module:
     torch.manual_seed(0)
     cfg = TrainConfig(device="cpu", max_iters=4, batch_size=2, num_workers=0, checkpoint_dir=str(tmp_path),
                       checkpoint_period=2, log_period=1)
-    model = build_model(MaskFormerConfig(architecture=architecture, **TINY))
+    model = build_model(tiny_config(num_classes=3, architecture=architecture))
     return train(model, TwoRegions(), cfg, collate, callback=callback)
 
 

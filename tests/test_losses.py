@@ -1,11 +1,18 @@
-"""Focal, dice and cross-entropy losses against values computed by hand."""
+"""Focal, dice and cross-entropy losses against values computed by hand; the weighted total."""
 
 import math
 
 import pytest
 import torch
 
-from maskformer import MaskFormerConfig, dice_loss, sigmoid_focal_loss
+from maskformer import (
+    MaskFormerConfig,
+    build_model,
+    dice_loss,
+    sigmoid_focal_loss,
+    tiny_config,
+    weighted_loss,
+)
 from maskformer.matcher import batch_dice_cost, batch_sigmoid_focal_cost
 from maskformer.model import build_criterion
 
@@ -174,3 +181,31 @@ def test_bf16_outputs_give_the_float32_losses_of_the_same_values():
     for name in high:
         assert low[name].dtype == torch.float32, name
         assert low[name].item() == pytest.approx(high[name].item(), rel=1e-6), name
+
+
+def test_the_predictors_stacked_layers_give_the_losses_and_gradients_of_the_per_layer_dicts():
+    torch.manual_seed(0)
+    model = build_model(tiny_config(num_classes=3))
+    images = torch.randn(2, 3, 64, 64)
+    targets = [{"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 64, 64) > 0.5},
+               {"labels": torch.tensor([1]), "masks": torch.rand(1, 64, 64) > 0.5}]
+    out = model(images)
+    assert out["layer_logits"].shape == (2, 3, 10, 4) and out["layer_masks"].shape == (2, 3, 10, 16, 16)
+    runs = []
+    for outputs in (out, {k: out[k] for k in ("pred_logits", "pred_masks", "aux_outputs")}):
+        losses = model.criterion(outputs, targets)
+        model.zero_grad()
+        weighted_loss(losses, model.criterion.weight_dict).backward(retain_graph=True)
+        runs.append((losses, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (stacked, stacked_grads), (dicts, dict_grads) = runs
+    assert stacked.keys() == dicts.keys()
+    assert all(torch.equal(stacked[k], dicts[k]) for k in dicts)
+    assert len(stacked_grads) == len(dict_grads)
+    assert all(torch.equal(a, b) for a, b in zip(stacked_grads, dict_grads, strict=True))
+
+
+def test_weighted_loss_sums_the_weighted_terms_and_names_them_when_none_is_weighted():
+    losses = {"loss_ce": torch.tensor(2.0), "loss_dice": torch.tensor(3.0), "extra": torch.tensor(100.0)}
+    assert weighted_loss(losses, {"loss_ce": 1.0, "loss_dice": 20.0}).item() == 62.0
+    with pytest.raises(KeyError, match="extra.*loss_ce"):
+        weighted_loss({"extra": torch.tensor(1.0)}, {"loss_ce": 1.0})

@@ -6,8 +6,12 @@ import sys
 import pytest
 import torch
 
-from maskformer import build_model
-from tests.tiny import tiny_config
+from maskformer import MaskFormerConfig, build_model, tiny_config
+
+
+def config(**changes) -> MaskFormerConfig:
+    """The library's tiny model with the 4 classes and 6 queries that the shapes below are written for."""
+    return tiny_config(num_classes=4, num_queries=6, **changes)
 
 
 def targets_for(batch: int, size: int, num_classes: int = 4) -> list[dict]:
@@ -23,7 +27,7 @@ def targets_for(batch: int, size: int, num_classes: int = 4) -> list[dict]:
 
 @pytest.mark.parametrize("pixel_decoder", ["fpn", "transformer_encoder"])
 def test_output_shapes_and_deep_supervision(pixel_decoder):
-    model = build_model(tiny_config(pixel_decoder=pixel_decoder, dec_layers=3))
+    model = build_model(config(pixel_decoder=pixel_decoder, dec_layers=3))
     out = model(torch.randn(2, 3, 64, 96))
     assert tuple(out["pred_logits"].shape) == (2, 6, 5)
     assert tuple(out["pred_masks"].shape) == (2, 6, 16, 24)
@@ -36,14 +40,14 @@ def test_output_shapes_and_deep_supervision(pixel_decoder):
 
 
 def test_masks_are_the_einsum_of_mask_embeddings_and_pixel_embeddings():
-    model = build_model(tiny_config()).eval()
+    model = build_model(config()).eval()
     images = torch.randn(1, 3, 64, 64)
     captured = {}
     model.pixel_decoder.register_forward_hook(lambda m, i, o: captured.update(pixel=o[0]))
     with torch.no_grad():
         out = model(images)
         hs = model.predictor.transformer_decoder(
-            torch.zeros(1, 6, 32),
+            torch.zeros(1, *model.predictor.query_embed.weight.shape),
             model.predictor.input_proj(model.backbone(images)["res5"]).flatten(2).transpose(1, 2),
             pos=model.predictor.pe_layer(model.backbone(images)["res5"]).flatten(2).transpose(1, 2),
             query_pos=model.predictor.query_embed.weight[None],
@@ -60,7 +64,7 @@ def test_masks_are_the_einsum_of_mask_embeddings_and_pixel_embeddings():
     [("maskformer", "fpn"), ("maskformer", "transformer_encoder"), ("per_pixel_baseline", "fpn")],
 )
 def test_gradients_reach_every_trainable_parameter(architecture, pixel_decoder):
-    model = build_model(tiny_config(architecture=architecture, pixel_decoder=pixel_decoder, dropout=0.0))
+    model = build_model(config(architecture=architecture, pixel_decoder=pixel_decoder, dropout=0.0))
     out = model(torch.randn(2, 3, 64, 64))
     losses = model.criterion(out, targets_for(2, 64))
     total = sum(losses[k] * model.criterion.weight_dict[k] for k in losses)
@@ -80,7 +84,7 @@ def test_gradients_reach_every_trainable_parameter(architecture, pixel_decoder):
 
 
 def test_per_pixel_baseline_outputs_class_logits():
-    model = build_model(tiny_config(architecture="per_pixel_baseline"))
+    model = build_model(config(architecture="per_pixel_baseline"))
     out = model(torch.randn(1, 3, 64, 64))
     assert tuple(out["pred_sem_seg"].shape) == (1, 4, 16, 16)
     # a uniform prediction's per-pixel CE is ln K over the labelled pixels
@@ -100,13 +104,13 @@ def test_per_pixel_baseline_outputs_class_logits():
     ],
 )
 def test_bad_images_are_clear_errors(images, message):
-    model = build_model(tiny_config())
+    model = build_model(config())
     with pytest.raises(ValueError, match=message):
         model(images)
 
 
 def test_bad_targets_are_clear_errors():
-    model = build_model(tiny_config())
+    model = build_model(config())
     out = model(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match="class id 4 out of range"):
         model.criterion(out, [{"labels": torch.tensor([4]), "masks": torch.ones(1, 64, 64) > 0}])

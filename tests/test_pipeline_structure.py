@@ -32,7 +32,7 @@ def _dvc_paths() -> set[str]:
 def test_dvc_yaml_and_outputs_name_the_same_paths():
     declared = {str(v) for k, v in vars(outputs).items() if k.isupper() and isinstance(v, Path)}
     written = _dvc_paths()
-    assert written <= declared, f"dvc.yaml outs that pipeline/outputs.py does not define: {written - declared}"
+    assert written <= declared, f"dvc.yaml outs not in pipeline/outputs.py: {written - declared}"
     unused = declared - written - {"params.yaml", "reports/report.html", "reports/report.md", "reports/plots"}
     # everything else outputs.py names is an out of some stage (the report files live in the `reports` out)
     assert not unused, f"paths in pipeline/outputs.py that dvc.yaml does not declare: {unused}"

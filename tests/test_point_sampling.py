@@ -9,7 +9,6 @@ from maskformer.matcher import batch_dice_cost, batch_sigmoid_focal_cost
 from maskformer.point_sampling import (
     point_sample,
     sample_for_loss,
-    sample_for_matching,
     sampled_logits,
     uncertain_points,
 )
@@ -88,10 +87,3 @@ def test_sample_for_loss_shapes_and_gradient():
     sampled_logits(pred, coords).sum().backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
 
-
-def test_sample_for_matching_shares_points_within_an_image():
-    pred = torch.arange(16.0).view(1, 1, 4, 4).expand(1, 2, 4, 4)
-    tgt = torch.arange(16.0).view(1, 1, 4, 4)
-    p, t = sample_for_matching(pred, tgt, 20, generator=torch.Generator().manual_seed(0))
-    assert p.shape == (1, 2, 20) and t.shape == (1, 1, 20)
-    assert torch.allclose(p[0, 0], t[0, 0]) and torch.allclose(p[0, 1], t[0, 0])

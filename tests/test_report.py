@@ -11,8 +11,8 @@ import mlflow
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from tiny import TINY
 
+from maskformer.config import TINY
 from pipeline.__main__ import main as cli
 
 STAGES = ("download", "preprocess", "train", "evaluate_semantic", "evaluate_instance", "report")
@@ -24,7 +24,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     params = {
         "data": {"num_workers": 0, "synthetic": {"num_train": 6, "num_val": 3, "image_size": 64}},
-        "model": {k: v for k, v in TINY.items() if k != "num_classes"},
+        "model": dict(TINY),
         "train": {"device": "cpu", "max_iters": 2, "batch_size": 2, "num_workers": 0,
                   "checkpoint_period": 2, "log_period": 1},
         "input": {"crop_size": 64},

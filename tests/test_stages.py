@@ -179,8 +179,8 @@ def test_stage_cli_turns_expected_errors_into_one_line(tmp_path, monkeypatch, ca
     (tmp_path / "params.yaml").write_text("train:\n  device: cpu\n")  # valid, but nothing preprocessed
     assert cli(["train"]) == 1
     err = capsys.readouterr().err  # above the error: MLflow's own log lines as it creates the store
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
-        "train: error: data/processed/synthetic/manifest.json not found: run `python -m pipeline preprocess` first")
+    expected = "data/processed/synthetic/manifest.json not found: run `python -m pipeline preprocess` first"
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == f"train: error: {expected}"
     monkeypatch.setenv("PIPELINE_DEBUG", "1")
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         cli(["train"])

@@ -191,9 +191,8 @@ def test_dataset_input_carries_the_dvc_hash(project):
 
 def test_model_is_logged_and_loads_back_with_the_same_outputs(project):
     import torch
-    from tiny import tiny_config
 
-    from maskformer import build_model
+    from maskformer import build_model, tiny_config
 
     torch.manual_seed(0)
     model = build_model(tiny_config()).eval()

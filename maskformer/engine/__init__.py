@@ -1,4 +1,4 @@
-"""Training engine: AdamW + poly schedule, atomic checkpoints with exact resume, DDP, metric callback."""
+"""Training engine: train_step, AdamW + poly schedule, atomic checkpoints with exact resume, DDP, callback."""
 
 from .checkpoint import (
     atomic_save,
@@ -14,6 +14,7 @@ from .dist import get_rank, get_world_size, init_distributed, is_distributed, is
 from .runtime import resolve_device, seed_everything
 from .sampler import InfiniteShardedSampler, SeededDataset
 from .solver import build_lr_scheduler, build_optimizer, clip_grad_norm, is_norm, warmup_poly_factor
+from .step import train_step
 from .train import Callback, TrainConfig, TrainingInterruptedError, train
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "train",
+    "train_step",
     "warmup_poly_factor",
 ]

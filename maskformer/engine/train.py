@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +15,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import capture_rng_state, find_last, load_checkpoint, restore_rng_state, save_checkpoint
 from .dist import get_rank, get_world_size, init_distributed, is_distributed
+from .metrics import LossWindow
 from .runtime import SigtermFlag, move_to_device, progress_bar, resolve_device, seed_everything
 from .sampler import InfiniteShardedSampler, SeededDataset
-from .solver import build_lr_scheduler, build_optimizer, clip_grad_norm
+from .solver import build_lr_scheduler, build_optimizer
+from .step import train_step
 
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -101,14 +101,38 @@ def _train(
     callback: Callback | None,
     device: torch.device,
 ) -> nn.Module:
-    """The loop itself, once the device and process group are set."""
+    """The run once the device and process group are set: set up, resume, then loop to cfg.max_iters."""
     rank, world = get_rank(), get_world_size()
-    cuda = device.type == "cuda"
     seed_everything(cfg.seed + rank)
+    stateful = _setup(model, cfg, device)
+    start_iter = _resume(cfg, stateful, rank, world)
+    if start_iter >= cfg.max_iters:  # a finished run: nothing left to do
+        return model
+    net: nn.Module = model
+    if is_distributed():
+        net = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.find_unused_parameters,
+            gradient_as_bucket_view=True,
+        )
+    loader = _loader(dataset, cfg, collate_fn, start_iter, device)
+    model.train()
+    _loop(net, stateful, loader, cfg, callback, device, start_iter)
+    return model
+
+
+def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA when configured, else the contiguous format."""
+    return torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
+
+
+def _setup(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The model on its device, its optimizer, LR schedule and gradient scaler: what checkpoints hold."""
+    cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    fmt = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=fmt)
+    model.to(device=device, memory_format=_memory_format(cfg, device))
     optimizer = build_optimizer(
         model,
         cfg.lr,
@@ -120,104 +144,109 @@ def _train(
     scheduler = build_lr_scheduler(
         optimizer, cfg.max_iters, cfg.poly_power, cfg.warmup_iters, cfg.warmup_factor
     )
-    amp_dtype = getattr(torch, cfg.amp_dtype)
-    use_amp = cfg.amp and cuda
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    trainables = [p for p in model.parameters() if p.requires_grad]
+    fp16 = cfg.amp and cuda and cfg.amp_dtype == "float16"
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
 
-    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
 
-    def state() -> dict[str, Any]:
-        return {name: obj.state_dict() for name, obj in stateful.items()}
-
-    start_iter = _resume(cfg, stateful, rank, world)
-    if start_iter >= cfg.max_iters:  # a finished run: nothing left to do
-        return model
-
-    net: nn.Module = model
-    if is_distributed():
-        net = DistributedDataParallel(
-            model,
-            device_ids=[device.index] if cuda else None,
-            find_unused_parameters=cfg.find_unused_parameters,
-            gradient_as_bucket_view=True,
-        )
-    criterion = model.criterion
-    sampler = InfiniteShardedSampler(len(dataset), cfg.seed, rank, world, start=start_iter * cfg.batch_size)
-    loader = DataLoader(
+def _loader(
+    dataset: Dataset, cfg: TrainConfig, collate_fn: Callable, start_iter: int, device: torch.device
+) -> DataLoader:
+    """This rank's endless, seeded batches from iteration start_iter on (the global RNG stays untouched)."""
+    sampler = InfiniteShardedSampler(
+        len(dataset), cfg.seed, get_rank(), get_world_size(), start=start_iter * cfg.batch_size
+    )
+    return DataLoader(
         SeededDataset(dataset, cfg.seed),
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.num_workers,
         collate_fn=collate_fn,
-        pin_memory=cuda,
+        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),
-    )  # keeps the global RNG untouched
+    )
 
+
+def _loop(
+    net: nn.Module,
+    stateful: dict[str, Any],
+    loader: DataLoader,
+    cfg: TrainConfig,
+    callback: Callback | None,
+    device: torch.device,
+    start_iter: int,
+) -> None:
+    """Iterations start_iter..max_iters: a train_step each, metrics every log_period, checkpoints, SIGTERM."""
+    model, optimizer, scheduler = stateful["model"], stateful["optimizer"], stateful["scheduler"]
+    fmt = _memory_format(cfg, device)
+    amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp and device.type == "cuda" else None
     bar = progress_bar(
         total=cfg.max_iters,
         initial=start_iter,
         desc="train",
         dynamic_ncols=True,
-        disable=None if rank == 0 else True,
+        disable=None if get_rank() == 0 else True,
     )  # None: hidden when stderr is not a terminal
     path: Path | None = None
-    sums: dict[str, torch.Tensor] = {}
-    window, tic = 0, time.perf_counter()
-    model.train()
+    window = LossWindow()
     try:
         with SigtermFlag() as sigterm:
             data = iter(loader)
             for it in range(start_iter, cfg.max_iters):
                 images, targets = next(data)
                 images = images.to(device, non_blocking=True, memory_format=fmt)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    outputs = net(images)
-                total, losses = _losses(criterion, outputs, move_to_device(targets, device))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                if cfg.clip_grad_norm > 0:
-                    scaler.unscale_(optimizer)
-                    clip_grad_norm(trainables, cfg.clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
+                total, losses = train_step(
+                    net,
+                    model.criterion,
+                    optimizer,
+                    images,
+                    move_to_device(targets, device),
+                    amp_dtype,
+                    stateful["scaler"],
+                    cfg.clip_grad_norm,
+                )
                 lr = max(group["lr"] for group in optimizer.param_groups)  # the head lr of this step
                 scheduler.step()
-                for name, value in {"loss": total, **losses}.items():
-                    sums[name] = sums.get(name, 0) + value.detach().float()
-                window += 1
+                window.add({"loss": total, **losses})
                 step = it + 1
                 bar.update(1)
 
                 synced_stop = False  # DDP ranks agree on stopping at log steps only, to avoid a sync per step
                 if step % cfg.log_period == 0 or step == cfg.max_iters:
-                    metrics, synced_stop = _reduce_metrics(sums, window, sigterm.requested)
-                    if not math.isfinite(metrics["loss"]):  # checked when logging only: no extra sync
-                        raise FloatingPointError(f"loss is {metrics['loss']} at iteration {step}: {metrics}")
-                    seconds = time.perf_counter() - tic
-                    metrics["lr"] = lr
-                    metrics["img_per_s"] = window * cfg.batch_size * world / max(seconds, 1e-9)
-                    if cuda:
-                        metrics["gpu_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                    if rank == 0:
-                        bar.set_postfix(
-                            loss=f"{metrics['loss']:.4g}",
-                            lr=f"{metrics['lr']:.3g}",
-                            img_s=f"{metrics['img_per_s']:.1f}",
-                        )
-                        if callback is not None:
-                            callback(step, metrics)
-                    sums, window, tic = {}, 0, time.perf_counter()
+                    synced_stop = _log(window, step, lr, sigterm.requested, cfg, device, bar, callback)
+                    window = LossWindow()
                 stop = synced_stop if is_distributed() else sigterm.requested
 
                 periodic = step % cfg.checkpoint_period == 0 or step == cfg.max_iters
                 if cfg.checkpoint_dir and (stop or periodic):
-                    path = _save(cfg, step, state, world)
+                    path = _save(cfg, step, stateful)
                 if stop:
                     raise TrainingInterruptedError(step, path)
     finally:
         bar.close()
-    return model
+
+
+def _log(
+    window: LossWindow,
+    step: int,
+    lr: float,
+    stop_requested: bool,
+    cfg: TrainConfig,
+    device: torch.device,
+    bar: Any,
+    callback: Callback | None,
+) -> bool:
+    """The window's metrics to the bar and the callback (rank 0); returns whether any rank got SIGTERM."""
+    metrics, synced_stop = window.metrics(step, lr, cfg.batch_size, device, stop_requested)
+    if get_rank() == 0:
+        bar.set_postfix(
+            loss=f"{metrics['loss']:.4g}",
+            lr=f"{metrics['lr']:.3g}",
+            img_s=f"{metrics['img_per_s']:.1f}",
+        )
+        if callback is not None:
+            callback(step, metrics)
+    return synced_stop
 
 
 def _resume(cfg: TrainConfig, stateful: dict[str, Any], rank: int, world: int) -> int:
@@ -237,35 +266,13 @@ def _resume(cfg: TrainConfig, stateful: dict[str, Any], rank: int, world: int) -
     return ckpt["iteration"]
 
 
-def _losses(criterion: nn.Module, outputs: Any, targets: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Unweighted loss terms and their weighted sum, the loss to optimise. Called outside autocast: the
-    criteria take bf16 outputs as they are and compute in float32 only what they use."""
-    losses = criterion(outputs, targets)
-    weight_dict: dict[str, float] = criterion.weight_dict
-    weighted = [losses[k] * weight_dict[k] for k in losses if k in weight_dict]
-    if not weighted:
-        raise KeyError(f"no loss term {sorted(losses)} is in criterion.weight_dict {sorted(weight_dict)}")
-    return torch.stack(weighted).sum(), losses
-
-
-def _reduce_metrics(sums: dict[str, torch.Tensor], window: int, stop: bool) -> tuple[dict[str, float], bool]:
-    """Window means of the loss terms, averaged over ranks, plus whether any rank got SIGTERM (one sync)."""
-    names = sorted(sums)
-    values = torch.stack([sums[k] for k in names] + [torch.zeros_like(sums[names[0]])]) / window
-    values[-1] = float(stop)
-    if is_distributed():
-        dist.all_reduce(values)
-        values[:-1] /= get_world_size()
-    host = values.tolist()
-    return dict(zip(names, host[:-1], strict=True)), host[-1] > 0
-
-
-def _save(cfg: TrainConfig, step: int, state: Callable[[], dict[str, Any]], world: int) -> Path | None:
+def _save(cfg: TrainConfig, step: int, stateful: dict[str, Any]) -> Path | None:
     """Collect every rank's RNG state, then rank 0 writes the checkpoint atomically (all ranks must call)."""
     rng = [capture_rng_state()]
-    if world > 1:
-        rng = [None] * world
+    if get_world_size() > 1:
+        rng = [None] * get_world_size()
         dist.all_gather_object(rng, capture_rng_state())
     if get_rank() != 0:
         return None
-    return save_checkpoint(cfg.checkpoint_dir, step, {**state(), "rng": rng}, keep_last=cfg.keep_last)
+    state = {name: obj.state_dict() for name, obj in stateful.items()}
+    return save_checkpoint(cfg.checkpoint_dir, step, {**state, "rng": rng}, keep_last=cfg.keep_last)

@@ -1,4 +1,4 @@
-"""Demo stage: overfit a tiny MaskFormer on a few generated shape images (no data needed)."""
+"""Command `demo`: overfit a tiny MaskFormer on a few generated shape images (no data needed)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,9 @@ import time
 import torch
 from tqdm import tqdm
 
-from maskformer import MaskFormerConfig, build_model, semantic_maps
+from maskformer import build_model, semantic_maps, tiny_config
 from maskformer.criterion import segments_to_semantic
-
-TINY = dict(
-    backbone="resnet18",
-    backbone_norm="bn",  # from scratch: frozen BN of a random init is the identity and trains erratically
-    num_queries=10,
-    hidden_dim=64,
-    nheads=4,
-    dim_feedforward=128,
-    dec_layers=3,
-    conv_dim=64,
-    mask_dim=64,
-    dropout=0.0,
-)
+from maskformer.engine import train_step
 
 
 def make_shapes(num_images: int, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, list[dict]]:
@@ -57,30 +45,30 @@ def overfit(
     """Train the tiny model on the same few images; returns first/last loss and pixel accuracy."""
     torch.manual_seed(seed)
     images, targets = make_shapes(num_images, size, seed)
-    model = build_model(MaskFormerConfig(num_classes=3, **TINY))
-    weights = model.criterion.weight_dict
+    model = build_model(tiny_config(num_classes=3))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     losses = []
     start = time.perf_counter()
     for _ in tqdm(range(steps), desc="overfit", disable=not progress):
-        loss_dict = model.criterion(model(images), targets)
-        loss = sum(loss_dict[k] * weights[k] for k in loss_dict)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
-    with torch.no_grad():
-        maps = semantic_maps(model(images), (size, size), [(size, size)] * num_images)
-    predicted = torch.stack([m.argmax(0) for m in maps])
-    truth = torch.stack([segments_to_semantic(t) for t in targets])
-    accuracy = (predicted == truth).float().mean().item()
+        total, _ = train_step(model, model.criterion, optimizer, images, targets)
+        losses.append(total.item())
     return {
         "first_loss": losses[0],
         "last_loss": min(losses[-5:]),
-        "pixel_accuracy": accuracy,
+        "pixel_accuracy": pixel_accuracy(model, images, targets),
         "seconds": time.perf_counter() - start,
     }
+
+
+def pixel_accuracy(model: torch.nn.Module, images: torch.Tensor, targets: list[dict]) -> float:
+    """Fraction of pixels whose predicted semantic class is right (the model is left in eval mode)."""
+    size = tuple(images.shape[-2:])
+    model.eval()
+    with torch.no_grad():
+        maps = semantic_maps(model(images), size, [size] * len(images))
+    predicted = torch.stack([m.argmax(0) for m in maps])
+    truth = torch.stack([segments_to_semantic(t) for t in targets])
+    return (predicted == truth).float().mean().item()
 
 
 def main(params_path: str, argv: list[str]) -> int:
