@@ -1,6 +1,6 @@
 """Ours vs transformers' MaskFormer (R50, 150 classes, 100 queries) side by side in one run on one device.
 
-Run: `python -m benchmarks.compare_transformers [--device auto] [--only train loss inference evaluation
+Run: `python -m benchmarks compare_transformers [--device auto] [--only train loss inference evaluation
 max_batch]`; appends JSON lines to benchmarks/results/compare_transformers.jsonl, all records of one run
 sharing `run`.
 Steps of all implementations are timed in alternating rounds (median reported), so machine noise hits all
@@ -72,7 +72,7 @@ def _rss_gib(field: str) -> float:
 
 def peak_memory(kind: str, key: str, size: int, batch: int, device: torch.device) -> dict:
     """Run `probe` in a subprocess (same device and threads) and return its fields."""
-    cmd = [sys.executable, "-m", "benchmarks.compare_transformers", "--probe", kind, key,
+    cmd = [sys.executable, "-m", "benchmarks", "compare_transformers", "--probe", kind, key,
            "--size", str(size), "--batch", str(batch), "--device", device.type]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -179,9 +179,11 @@ BENCHMARKS = {"train": bench_train, "loss": bench_loss, "inference": bench_infer
               "evaluation": bench_evaluation, "max_batch": bench_max_batch}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the chosen comparisons (or, with --probe, one peak-memory probe)."""
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks compare_transformers", description=__doc__,
+                                     formatter_class=fmt)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), default=list(BENCHMARKS))
     parser.add_argument("--size", type=int, help="train step image size (default: per device)")
@@ -191,7 +193,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed blocks per variant")
     parser.add_argument("--out", type=Path, default=RESULTS / "compare_transformers.jsonl")
     parser.add_argument("--probe", nargs=2, metavar=("KIND", "VARIANT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # for every implementation alike
@@ -202,7 +204,3 @@ def main() -> None:
     cfg = settings(device)
     for name in args.only:
         BENCHMARKS[name](device, cfg, run, args)
-
-
-if __name__ == "__main__":
-    main()

@@ -24,16 +24,16 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to suite.log, ne
 
 if [ "${SMALL:-0}" = 1 ]; then
     small=(--size 64 --batch 2)
-    step compare 300 python3 -m benchmarks.compare_transformers --device "$device" --only loss train max_batch \
+    step compare 300 python3 -m benchmarks compare_transformers --device "$device" --only loss train max_batch \
         "${small[@]}"
-    step profile 300 python3 -m benchmarks.profile_step --device "$device" --size 64 --out /tmp/profile_step_dry.txt
+    step profile 300 python3 -m benchmarks profile_step --device "$device" --size 64 --out /tmp/profile_step_dry.txt
 else
     # at most 9.5 minutes in all (limits, not expected times): fits one 10-minute device call
-    step compare 300 python3 -m benchmarks.compare_transformers --device "$device" --iters 10 --rounds 3 \
+    step compare 300 python3 -m benchmarks compare_transformers --device "$device" --iters 10 --rounds 3 \
         --only train loss inference evaluation
-    step profile 60 python3 -m benchmarks.profile_step --device "$device" --size 512 --batch 8
-    step point_loss 50 python3 -m benchmarks.point_sampling_loss --device "$device" --batch 8
-    step max_batch 150 python3 -m benchmarks.compare_transformers --device "$device" --iters 3 --only max_batch
+    step profile 60 python3 -m benchmarks profile_step --device "$device" --size 512 --batch 8
+    step point_loss 50 python3 -m benchmarks point_sampling_loss --device "$device" --batch 8
+    step max_batch 150 python3 -m benchmarks compare_transformers --device "$device" --iters 3 --only max_batch
 fi
 cp benchmarks/results/compare_transformers.jsonl benchmarks/results/point_sampling.jsonl \
     benchmarks/results/profile_step.txt "$out"/

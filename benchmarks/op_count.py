@@ -1,6 +1,6 @@
 """Device ops dispatched per call, ours vs transformers: a proxy for GPU kernel launches.
 
-Run: `python -m benchmarks.op_count [--size 128] [--batch 8]`; appends JSON lines to
+Run: `python -m benchmarks op_count [--size 128] [--batch 8]`; appends JSON lines to
 benchmarks/results/op_count.jsonl. On a GPU, matching and loss move little data (a few MB at 512x512,
 batch 8), so their time is set by how many kernels are launched and how often the host waits, not by
 FLOPs; a CPU machine can count the launches exactly. Every aten op that computes (views, aliases and
@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from benchmarks.common import RESULTS, random_batch, record
 from benchmarks.hf_maskformer import build_hf_model, hf_targets
 from benchmarks.variants import NUM_CLASSES, NUM_QUERIES, loss_step, ours_model
+from maskformer import weighted_loss
 
 # ops that only create views or read metadata: no kernel on a GPU
 VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "slice", "select",
@@ -58,8 +59,7 @@ def forward_backward(impl: str, aux: bool, images: torch.Tensor, targets: list[d
     model.train()
     if impl == "ours":
         def loss() -> torch.Tensor:
-            losses = model.criterion(model(images), targets)
-            return torch.stack([losses[k] * model.criterion.weight_dict[k] for k in losses]).sum()
+            return weighted_loss(model.criterion(model(images), targets), model.criterion.weight_dict)
     else:
         masks, labels = hf_targets(targets)
 
@@ -80,11 +80,12 @@ def forward_backward(impl: str, aux: bool, images: torch.Tensor, targets: list[d
     return {"forward_loss": forward_loss, "backward": backward}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    """Count the ops of the loss and of the training step, ours and transformers'."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks op_count", description=__doc__)
     parser.add_argument("--size", type=int, default=128, help="op counts do not depend on the size")
     parser.add_argument("--batch", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     images, targets = random_batch(args.batch, args.size, NUM_CLASSES)
     run = uuid.uuid4().hex[:12]
     for impl in ("ours", "transformers"):
@@ -105,7 +106,3 @@ def _record(args: argparse.Namespace, run: str, benchmark: str, impl: str, aux: 
     record(RESULTS / "op_count.jsonl", benchmark=benchmark, impl=impl, aux=aux, phase=phase, run=run,
            device="cpu", batch=args.batch, size=args.size, dtype="fp32", img_per_s=None, peak_mem_gib=None,
            aten_ops=sum(ops.values()), top_ops=dict(ops.most_common(10)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Does the point-sampled mask loss train as well as the dense one? A short run of the demo's tiny model.
 
-Run: `python -m benchmarks.point_sampling_accuracy [--steps 200]`; appends JSON lines to
+Run: `python -m benchmarks point_sampling_accuracy [--steps 200]`; appends JSON lines to
 benchmarks/results/point_sampling.jsonl. Both runs share data, seed and schedule; the point loss keeps
 the paper-scale ratio of points to pixels (12544 of 512x512, about 4.8%) and the dense 1/4-res matcher.
 """
@@ -13,21 +13,9 @@ import time
 import torch
 
 from benchmarks.common import RESULTS, record
-from maskformer import MaskFormerConfig, build_model, semantic_maps
-from maskformer.criterion import segments_to_semantic
-from pipeline.stages.demo import TINY, make_shapes
-
-
-def pixel_accuracy(model: torch.nn.Module, images: torch.Tensor, targets: list[dict]) -> float:
-    """Fraction of pixels whose predicted semantic class is right."""
-    size = tuple(images.shape[-2:])
-    model.eval()
-    with torch.no_grad():
-        maps = semantic_maps(model(images), size, [size] * len(images))
-    model.train()
-    predicted = torch.stack([m.argmax(0) for m in maps])
-    truth = torch.stack([segments_to_semantic(t) for t in targets])
-    return (predicted == truth).float().mean().item()
+from maskformer import build_model, tiny_config
+from maskformer.engine import train_step
+from pipeline.commands.demo import make_shapes, pixel_accuracy
 
 
 def train(num_points: int, steps: int, size: int, seed: int) -> dict[str, float]:
@@ -35,27 +23,23 @@ def train(num_points: int, steps: int, size: int, seed: int) -> dict[str, float]
     torch.manual_seed(seed)
     images, targets = make_shapes(8, size, seed)
     test_images, test_targets = make_shapes(8, size, seed + 1000)
-    model = build_model(MaskFormerConfig(num_classes=3, **TINY, num_points=num_points))
-    weights = model.criterion.weight_dict
+    model = build_model(tiny_config(num_classes=3, num_points=num_points))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     start = time.perf_counter()
     for _ in range(steps):
-        losses = model.criterion(model(images), targets)
-        loss = sum(losses[k] * weights[k] for k in losses)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, model.criterion, optimizer, images, targets)
     return {"train_pixel_acc": pixel_accuracy(model, images, targets),
             "test_pixel_acc": pixel_accuracy(model, test_images, test_targets),
             "train_seconds": time.perf_counter() - start}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    """Train dense and point-sampled runs for each seed and record their accuracy."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks point_sampling_accuracy", description=__doc__)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     points = round(12544 / 512**2 * args.size**2)
     for seed in args.seeds:
         for num_points in (0, points):
@@ -64,7 +48,3 @@ def main() -> None:
                    batch=8, size=args.size, dtype="fp32", img_per_s=8 * args.steps / result["train_seconds"],
                    peak_mem_gib=None, mask_loss=f"points-{num_points}" if num_points else "dense",
                    seed=seed, steps=args.steps, **result)
-
-
-if __name__ == "__main__":
-    main()

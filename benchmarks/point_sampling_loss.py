@@ -1,6 +1,6 @@
 """Matcher + loss with Mask2Former's point sampling vs our dense loss vs transformers', interleaved.
 
-Run: `python -m benchmarks.point_sampling_loss [--size 512] [--batch 2]`; appends JSON lines to
+Run: `python -m benchmarks point_sampling_loss [--size 512] [--batch 2]`; appends JSON lines to
 benchmarks/results/point_sampling.jsonl. The point-sampled loss is the library's
 (`MaskFormerConfig.num_points`), with Mask2Former's importance sampling (0.75) and with uniform points;
 matching stays dense at 1/4 resolution in all.
@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.common import RESULTS, device_name, interleaved, random_batch, record
 from benchmarks.variants import NUM_CLASSES, loss_step, random_predictions
-from maskformer import MaskFormerConfig, SetCriterion
+from maskformer import MaskFormerConfig, SetCriterion, weighted_loss
 from maskformer.matcher import TargetBatch
 from maskformer.model import build_criterion
 
@@ -39,7 +39,7 @@ def points_step(
     def step() -> None:
         logits.grad = masks.grad = None
         losses = criterion({"pred_logits": logits, "pred_masks": masks}, targets)
-        torch.stack([losses[k] * criterion.weight_dict[k] for k in losses]).sum().backward()
+        weighted_loss(losses, criterion.weight_dict).backward()
 
     return step
 
@@ -60,15 +60,16 @@ def loss_values(device: torch.device, size: int, targets: list[dict], num_points
             "points_focal_dice_std": sampled.std(0).tolist()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    """Time the four losses in alternating rounds and record them with the loss values."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks point_sampling_loss", description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=None, help="default: 8 on a GPU, 2 on a CPU")
     parser.add_argument("--points", type=int, default=12544)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     batch = args.batch or (8 if device.type == "cuda" else 2)
     _, targets = random_batch(batch, args.size, NUM_CLASSES, device=device)
@@ -94,7 +95,3 @@ def main() -> None:
             matcher="dense 1/4 resolution",
             **(values if mask_loss == points else {}),
         )
-
-
-if __name__ == "__main__":
-    main()

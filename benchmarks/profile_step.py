@@ -1,15 +1,15 @@
 """Where our training step waits for the device: every host-device synchronisation point, by file:line.
 
-Run: `python -m benchmarks.profile_step [--device auto]`; writes benchmarks/results/profile_step.txt.
-It runs the engine's step (forward under autocast on a GPU, `_losses`, backward, clipping, AdamW, LR
-schedule) on the R50 model with deep supervision and logs, per step, every call that synchronises on
-an accelerator: scalar reads (`.item()`, `int()`, `bool()` -> aten::_local_scalar_dense), ops with
-data-dependent shapes (nonzero, masked_select, unique), device-to-host reads (`.cpu()`, `.numpy()`,
-`.tolist()`), and blocking host-to-device copies of host tensors (`.to(device)` without pinned memory and
-non_blocking, which on CUDA also waits for the stream). On a CPU every tensor is on the host, so host-side
-calls are logged as candidates (a call on a tensor that lives on the device in a GPU run); on a GPU,
-`torch.cuda.set_sync_debug_mode` confirms the real ones, and the torch.profiler table lists the
-cudaStreamSynchronize / cudaMemcpy events.
+Run: `python -m benchmarks profile_step [--device auto]`; writes benchmarks/results/profile_step.txt.
+It runs the engine's loop body (`train_step`: forward under autocast on a GPU, losses, backward,
+clipping, AdamW; then the LR schedule and the loss sums) on the R50 model with deep supervision and logs,
+per step, every call that synchronises on an accelerator: scalar reads (`.item()`, `int()`, `bool()` ->
+aten::_local_scalar_dense), ops with data-dependent shapes (nonzero, masked_select, unique),
+device-to-host reads (`.cpu()`, `.numpy()`, `.tolist()`), and blocking host-to-device copies of host
+tensors (`.to(device)` without pinned memory and non_blocking, which on CUDA also waits for the stream).
+On a CPU every tensor is on the host, so host-side calls are logged as candidates (a call on a tensor
+that lives on the device in a GPU run); on a GPU, `torch.cuda.set_sync_debug_mode` confirms the real
+ones, and the torch.profiler table lists the cudaStreamSynchronize / cudaMemcpy events.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.common import RESULTS, device_name, random_batch
 from benchmarks.variants import NUM_CLASSES, ours_model
-from maskformer.engine import build_lr_scheduler, build_optimizer, clip_grad_norm, resolve_device
+from maskformer.engine import build_lr_scheduler, build_optimizer, resolve_device, train_step
+from maskformer.engine.metrics import LossWindow
 from maskformer.engine.runtime import move_to_device
-from maskformer.engine.train import _losses
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "unique_consecutive",
@@ -110,36 +110,33 @@ def engine_step(device: torch.device, size: int, batch: int) -> Callable[[], Non
     model = ours_model(aux=True).to(device=device, memory_format=fmt).train()
     optimizer = build_optimizer(model)
     scheduler = build_lr_scheduler(optimizer, 1000)
-    params = [p for p in model.parameters() if p.requires_grad]
+    amp_dtype = torch.bfloat16 if cuda else None
     host_images, host_targets = random_batch(batch, size, NUM_CLASSES)
-    sums: dict[str, torch.Tensor] = {}
+    window = LossWindow()
 
     def step() -> None:
         images = host_images.to(device, non_blocking=True, memory_format=fmt)
         targets = move_to_device(host_targets, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            outputs = model(images)
-        total, losses = _losses(model.criterion, outputs, targets)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        clip_grad_norm(params, 0.01)
-        optimizer.step()
+        total, losses = train_step(
+            model, model.criterion, optimizer, images, targets, amp_dtype, max_norm=0.01
+        )
         scheduler.step()
-        for name, value in {"loss": total, **losses}.items():
-            sums[name] = sums.get(name, 0) + value.detach().float()
+        window.add({"loss": total, **losses})
 
     return step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Profile a few steps and write the report."""
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks profile_step", description=__doc__,
+                                     formatter_class=fmt)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "profile_step.txt")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     step = engine_step(device, args.size, args.batch)
     step()  # warm-up: optimizer state, cuDNN autotuning
@@ -174,7 +171,3 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
-
-
-if __name__ == "__main__":
-    main()

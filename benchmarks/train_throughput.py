@@ -1,6 +1,6 @@
 """Training images/s and peak memory of our MaskFormer for the default and the R50 512x512 configs.
 
-Run: `python benchmarks/train_throughput.py [--device auto] [--iters N]`; appends JSON lines to
+Run: `python -m benchmarks train_throughput [--device auto] [--iters N]`; appends JSON lines to
 benchmarks/results/train_throughput.jsonl. On a GPU the step uses our default GPU mode (bf16 autocast,
 channels_last, fused AdamW).
 """
@@ -8,25 +8,16 @@ channels_last, fused AdamW).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run by path (python benchmarks/train_throughput.py): find benchmarks/
+from benchmarks.common import RESULTS, device_name, peak_memory_gib, random_batch, record, timed
+from maskformer import MaskFormerConfig, build_model
+from maskformer.engine import build_optimizer, resolve_device, train_step
 
-from benchmarks.common import (  # noqa: E402
-    RESULTS,
-    device_name,
-    peak_memory_gib,
-    random_batch,
-    record,
-    timed,
-)
-from maskformer import MaskFormerConfig, build_model  # noqa: E402
-from maskformer.engine import build_optimizer, clip_grad_norm, resolve_device  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def configs() -> dict[str, tuple[MaskFormerConfig, int, int]]:
@@ -34,7 +25,7 @@ def configs() -> dict[str, tuple[MaskFormerConfig, int, int]]:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     default = MaskFormerConfig.from_dict({**params["model"], "num_classes": 6})
     return {
-        "default": (default, params["train"]["crop_size"], params["train"]["batch_size"]),
+        "default": (default, params["input"]["crop_size"], params["train"]["batch_size"]),
         "r50_512": (MaskFormerConfig(backbone="resnet50", num_classes=150), 512, 8),
     }
 
@@ -48,19 +39,11 @@ def measure(
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model)
-    params = [p for p in model.parameters() if p.requires_grad]
     images, targets = random_batch(batch, size, cfg.num_classes, device=device)
-    weights = model.criterion.weight_dict
+    amp_dtype = torch.bfloat16 if cuda else None
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            outputs = model(images)
-        losses = model.criterion(outputs, targets)
-        loss = sum(losses[k] * weights[k] for k in losses)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grad_norm(params, 0.01)
-        optimizer.step()
+        train_step(model, model.criterion, optimizer, images, targets, amp_dtype, max_norm=0.01)
 
     seconds = timed(step, device, warmup=2, iters=iters)
     return record(
@@ -78,19 +61,16 @@ def measure(
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    """Measure the chosen configs on the chosen device."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks train_throughput", description=__doc__)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--configs", nargs="*", default=["default", "r50_512"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     for name in args.configs:
         cfg, size, batch = configs()[name]
         if device.type == "cpu" and name == "r50_512":
             batch = 2  # keeps the CPU run to minutes; the record says which batch was measured
         measure(name, cfg, size, batch, device, args.iters)
-
-
-if __name__ == "__main__":
-    main()

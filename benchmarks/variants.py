@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from benchmarks.hf_maskformer import build_hf_model, hf_loss_module, hf_targets
-from maskformer import MaskFormerConfig, build_model
+from maskformer import MaskFormerConfig, build_model, engine, weighted_loss
 from maskformer.engine import build_optimizer, clip_grad_norm
 from maskformer.model import build_criterion
 
@@ -58,38 +58,35 @@ def _prepare(variant: Variant, device: torch.device) -> tuple[nn.Module, bool, t
 
 
 def train_step(variant: Variant, device: torch.device, images: torch.Tensor, targets: list[dict]) -> Callable:
-    """One full training step: forward, matching + losses, backward, clip (0.01), AdamW step."""
+    """One full training step: forward, matching + losses, backward, clip (0.01), AdamW step; ours is the
+    engine's train_step, transformers' computes its loss in its forward."""
     if variant.impl == "transformers" and variant.aux:
         raise ValueError("transformers' aux loss is not benchmarked: it crashes (see hf_aux_loss_crashes)")
     model, bf16, fmt = _prepare(variant, device)
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
     images = images.contiguous(memory_format=fmt)
+    amp_dtype = torch.bfloat16 if bf16 else None
     if variant.impl == "ours":
         optimizer = build_optimizer(model)  # fused on CUDA
-        weights = model.criterion.weight_dict
 
-        def forward_loss() -> torch.Tensor:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                outputs = model(images)
-            losses = model.criterion(outputs, targets)  # as the engine: outside autocast, fp32 inside
-            return torch.stack([losses[k] * weights[k] for k in losses]).sum()
-    else:
-        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
-        masks, labels = hf_targets(targets)
+        def step() -> None:
+            engine.train_step(model, model.criterion, optimizer, images, targets, amp_dtype, max_norm=0.01)
 
-        def forward_loss() -> torch.Tensor:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                return model(images, mask_labels=masks, class_labels=labels).loss
+        return step
 
-    def step() -> None:
-        loss = forward_loss()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
+    masks, labels = hf_targets(targets)
+
+    def hf_step() -> None:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=bf16):
+            loss = model(images, mask_labels=masks, class_labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_grad_norm(params, 0.01)
         optimizer.step()
 
-    return step
+    return hf_step
 
 
 def inference_step(variant: Variant, device: torch.device, images: torch.Tensor) -> Callable:
@@ -125,14 +122,13 @@ def loss_step(impl: str, device: torch.device, size: int, targets: list[dict]) -
 
         def total() -> torch.Tensor:
             losses = criterion({"pred_logits": logits, "pred_masks": masks}, targets)
-            return torch.stack([losses[k] * criterion.weight_dict[k] for k in losses]).sum()
+            return weighted_loss(losses, criterion.weight_dict)
     else:
         criterion = hf_loss_module(NUM_CLASSES).to(device)
         hf_masks, labels = hf_targets(targets)
 
         def total() -> torch.Tensor:
-            losses = criterion(masks, logits, hf_masks, labels)
-            return torch.stack([losses[k] * criterion.weight_dict[k] for k in losses]).sum()
+            return weighted_loss(criterion(masks, logits, hf_masks, labels), criterion.weight_dict)
 
     def step() -> None:
         logits.grad = masks.grad = None
