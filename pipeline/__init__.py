@@ -1,2 +1,1 @@
-"""The experiment pipeline around the `maskformer` library: params, outputs, the stages of dvc.yaml, data,
-orchestration (Prefect, DVC), tracking (MLflow), the report and the commands."""
+"""The pipeline around `maskformer`: params, outputs, stages, data, orchestration, tracking, report."""

@@ -98,8 +98,9 @@ def test_only_stages_import_stage_modules():
         assert not stages, f"{name} imports {stages}: constants belong in pipeline.outputs / pipeline.params"
 
 
-def test_every_package_opens_with_a_docstring():
+def test_every_package_opens_with_a_one_line_docstring():
     for info in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
         if info.ispkg:
             doc = importlib.import_module(info.name).__doc__
             assert doc and doc.strip(), f"{info.name} has no docstring saying what it owns"
+            assert "\n" not in doc.strip(), f"{info.name}: the docstring is one line"

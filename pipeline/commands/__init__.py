@@ -1,5 +1,4 @@
-"""Commands that are not DVC stages (run the flow, serve the deployment, compare runs): each is a
-module `pipeline.commands.<name>` with `main(params_path, argv)`."""
+"""Commands beside the stages (run the flow, serve it, compare runs, demo): pipeline.commands.<name>."""
 
 COMMANDS: dict[str, str] = {
     "run": "run the whole pipeline (dvc.yaml) as a Prefect flow; --set key=value overrides params",

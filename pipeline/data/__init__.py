@@ -1,2 +1,1 @@
-"""Getting data into the canonical layout: the source registry, HTTP downloads, safe extraction, per-image
-conversion and the worker pool they run in."""
+"""Data into the canonical layout: source registry, HTTP download, safe extraction, conversion, pool."""

@@ -1,2 +1,1 @@
-"""Running the stages: the Prefect flow read from dvc.yaml, its deployment form, DVC's command line, and
-`--set` overrides of params.yaml."""
+"""Running the stages: the Prefect flow read from dvc.yaml, its deployment form, DVC's CLI, overrides."""

@@ -1,2 +1,1 @@
-"""The run report: what it shows (content), how it looks (render: HTML and Markdown), its figures, and the
-comparison of MLflow runs."""
+"""The run report: its content, its rendering (HTML, Markdown), its figures and the comparison of runs."""

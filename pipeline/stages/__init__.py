@@ -1,5 +1,4 @@
-"""The stages of dvc.yaml: one plain function each (inputs in, outputs written) in `pipeline.stages.<name>`,
-whose `main(params_path, argv)` goes through the shared command-line runner."""
+"""The stages of dvc.yaml: one plain function each, run from the command line by the shared runner."""
 
 STAGES: dict[str, str] = {
     "download": "fetch, verify and extract the chosen data source (or generate the synthetic set)",
