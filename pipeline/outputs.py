@@ -20,7 +20,7 @@ class MissingInputError(FileNotFoundError):
 PARAMS = Path("params.yaml")  # what dvc.yaml's stages read
 
 MODEL = Path("models/model.pt")  # the final checkpoint: weights, config, classes, resolved params
-CHECKPOINT_ROOT = Path("models/checkpoints")  # resume state of unfinished runs (persist, not cached)
+CHECKPOINT_ROOT = Path("models/checkpoints")  # resume state of unfinished runs: not a DVC out, on purpose
 TRAIN_LOG = Path("metrics/train_log.csv")
 
 SEMANTIC_METRICS = Path("metrics/semantic.json")
@@ -49,6 +49,11 @@ REPORT_PLOTS = REPORTS / "plots"
 def raw_dir(data: DataParams) -> Path:
     """data/raw/<dataset>: the download stage's output (archives and extracted files)."""
     return Path(data.raw_dir) / data.dataset
+
+
+def download_dir(data: DataParams) -> Path:
+    """data/downloads/<dataset>: verified archives as fetched, kept across reruns (not a DVC out)."""
+    return Path(data.download_dir) / data.dataset
 
 
 def processed_dir(data: DataParams) -> Path:

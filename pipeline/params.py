@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pydantic
 import yaml
@@ -52,6 +52,7 @@ class DataParams(_Section):
     dataset: str = "synthetic"
     raw_dir: str = "data/raw"
     processed_dir: str = "data/processed"
+    download_dir: str = Field("data/downloads", description="fetched archives; no DVC out, so never deleted")
     seed: int = 0
     num_workers: int = Field(2, ge=0)
     skip_bad_files: bool = False
@@ -59,6 +60,13 @@ class DataParams(_Section):
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     sources: dict[str, SourceParams] = Field(default_factory=dict)
     download: DownloadParams = Field(default_factory=DownloadParams)
+
+    # keys that change how the data is obtained, not what it is: no stage depends on them (dvc.yaml)
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("download_dir", "num_workers", "download")
+
+    def data_dump(self) -> dict[str, Any]:
+        """The keys that define the data (what the manifest records)."""
+        return self.model_dump(mode="json", exclude=set(self.RUNTIME_KEYS))
 
     def source(self, name: str | None = None) -> SourceParams:
         """Settings of one source (the chosen dataset by default); empty settings when not given."""

@@ -157,5 +157,6 @@ def coco_archives(scenes: dict[str, dict[str, tuple]], seed: int = 0) -> dict[st
 def data_params(tmp: Path, dataset: str, **overrides: object) -> DataParams:
     """DataParams writing under `tmp`, in-process workers, with any field overridden."""
     base = {"dataset": dataset, "raw_dir": str(tmp / "raw"), "processed_dir": str(tmp / "processed"),
+            "download_dir": str(tmp / "downloads"),
             "num_workers": 0, "download": {"retries": 2, "backoff_s": 0.0, "timeout_s": 10.0}}
     return DataParams.model_validate({**base, **overrides})

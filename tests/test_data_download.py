@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import tarfile
 import zipfile
 
@@ -117,6 +118,9 @@ def test_stage_downloads_extracts_and_second_run_downloads_nothing(server, tmp_p
     n = len(server.requests)
     assert download(params) == root
     assert len(server.requests) == n  # verified copy found: nothing fetched
+    shutil.rmtree(tmp_path / "raw")  # what DVC does to the stage's out before it reruns the stage
+    assert (download(params) / "images" / "training" / "a.jpg").is_file()
+    assert len(server.requests) == n  # extracted again from the kept archive: still nothing fetched
 
 
 def test_mirror_with_official_checksum_is_refused(server, tmp_path):
@@ -124,7 +128,7 @@ def test_mirror_with_official_checksum_is_refused(server, tmp_path):
     params.sources["ade20k"].checksums.clear()  # the official md5 cannot match the fixture archive
     with pytest.raises(ChecksumError, match="7328b3957e407ddae1d3cbf487f149ef"):
         download(params)
-    assert not list((tmp_path / "raw" / "ade20k" / "archives").iterdir())
+    assert not list((tmp_path / "downloads" / "ade20k").iterdir())
 
 
 def test_local_archive_stands_in_for_url(tmp_path):

@@ -148,6 +148,29 @@ def test_second_repro_runs_nothing(repo: Repo) -> None:
     assert "Data and pipelines are up to date" in repo.dvc("status").stdout
 
 
+def test_each_key_invalidates_only_the_stages_that_read_it(repo: Repo) -> None:
+    path = repo.path / "params.yaml"
+    original = path.read_text()
+    cases = [  # (dotted key, new value, the stages `dvc status` then reports changed)
+        ("data.download.retries", 1, set()), ("data.num_workers", 1, set()),
+        ("data.download_dir", "elsewhere", set()), ("data.seed", 7, {"download"}),
+        ("data.max_images_per_split", 5, {"preprocess"}), ("train.log_period", 3, {"train"}),
+        ("evaluate.flip", True, {"evaluate_semantic", "evaluate_instance"}), ("report.dpi", 31, {"report"}),
+    ]
+    for key, value, expected in cases:
+        params = yaml.safe_load(original)
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        path.write_text(yaml.safe_dump(params))
+        status = json.loads(repo.dvc("status", "--json").stdout or "{}")
+        path.write_text(original)
+        assert {name.rpartition(":")[2] for name in status} == expected, (key, status)
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+
+
 def test_train_param_reruns_train_and_downstream_only(repo: Repo) -> None:
     overrides = ("-S", "train.lr=0.001", "-S", "model.backbone=resnet34")
     out = repo.dvc("exp", "run", "-n", "lr-backbone", *overrides).stdout
@@ -191,6 +214,7 @@ def test_push_then_pull_into_a_fresh_clone(repo: Repo) -> None:
     repo.dvc("push")
     repo.git("clone", "-q", str(repo.path), str(clone), cwd=repo.path.parent)
     repo.dvc("pull", cwd=clone)
+    assert "Data and pipelines are up to date" in repo.dvc("status", cwd=clone).stdout  # nothing to retrain
     for rel in OUTS:
         a, b = repo.path / rel, clone / rel
         files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()) if a.is_dir() else [Path()]
@@ -266,6 +290,50 @@ asyncio.run(main())
 """
 
 
+CANCEL = """
+import asyncio, glob, json, sys, time
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelling
+
+async def main():
+    async with get_client() as client:
+        dep = await client.read_deployment_by_name("maskformer-pipeline/maskformer")
+        settings = json.loads(sys.argv[1])
+        run = await client.create_flow_run_from_deployment(dep.id, parameters={"settings": settings})
+        deadline = time.monotonic() + 300
+        while not glob.glob(sys.argv[2]) and time.monotonic() < deadline:  # training has checkpointed
+            await asyncio.sleep(0.5)
+        await client.set_flow_run_state(run.id, Cancelling(), force=True)
+        while not (run := await client.read_flow_run(run.id)).state.is_final():
+            await asyncio.sleep(1)
+        print(json.dumps({"state": run.state.type.value, "name": run.name}))  # named when it started
+
+asyncio.run(main())
+"""
+
+
+def _cancel_and_resume(repo: Repo, env: dict[str, str]) -> None:
+    """Cancel a served run mid-training: the stage tree stops, the DVC lock is free, the MLflow run is
+    KILLED, the checkpoint stays, and the next `dvc repro` resumes from it."""
+    checkpoints = repo.path / "models" / "checkpoints"
+    settings = {"max_iters": 400, "lr": 0.0004}
+    result = repo.run(PY, "-c", CANCEL, json.dumps(settings), str(checkpoints / "*" / "model_*.pth"), env=env,
+                      timeout=600)
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["state"] == "CANCELLED", info
+    def stopped() -> bool:
+        return subprocess.run(["pgrep", "-f", "pipeline train"], capture_output=True).returncode == 1
+
+    _wait(stopped, 30, "the train stage to stop")
+    kept = sorted(checkpoints.glob("*/model_*.pth"))
+    assert kept, "the cancelled run's checkpoint is gone"
+    runs = {r.info.run_name: r for r in mlflow_runs(repo)}
+    assert runs[info["name"]].info.status == "KILLED", runs[info["name"]].info
+    resumed = repo.dvc("repro")  # takes the repo lock: it was released
+    assert "resuming from iteration" in resumed.stdout + resumed.stderr
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+
+
 def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
     url = f"http://127.0.0.1:{_free_port()}/api"
     server_env = _env(repo.path.parent / "server-home")
@@ -288,6 +356,7 @@ def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
         assert settings["lr"]["anyOf"][0]["exclusiveMinimum"] == 0 and settings["lr"]["description"]
         assert {"headline-metrics", "report", "mlflow-run"} <= set(info["artifacts"]), info["artifacts"]
         assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+        _cancel_and_resume(repo, env)
     finally:
         for proc in (serve, server):
             if proc is not None:

@@ -33,8 +33,10 @@ def test_dvc_yaml_and_outputs_name_the_same_paths():
     declared = {str(v) for k, v in vars(outputs).items() if k.isupper() and isinstance(v, Path)}
     written = _dvc_paths()
     assert written <= declared, f"dvc.yaml outs not in pipeline/outputs.py: {written - declared}"
-    unused = declared - written - {"params.yaml", "reports/report.html", "reports/report.md", "reports/plots"}
-    # everything else outputs.py names is an out of some stage (the report files live in the `reports` out)
+    # the report's files live in the `reports` out; the resume folder is deliberately no out
+    not_outs = {"params.yaml", "reports/report.html", "reports/report.md", "reports/plots",
+                "models/checkpoints"}
+    unused = declared - written - not_outs
     assert not unused, f"paths in pipeline/outputs.py that dvc.yaml does not declare: {unused}"
 
 
@@ -104,3 +106,13 @@ def test_every_package_opens_with_a_one_line_docstring():
             doc = importlib.import_module(info.name).__doc__
             assert doc and doc.strip(), f"{info.name} has no docstring saying what it owns"
             assert "\n" not in doc.strip(), f"{info.name}: the docstring is one line"
+
+
+def test_data_stages_depend_on_every_data_key_but_the_runtime_ones():
+    from pipeline.params import DataParams
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    read = {p.removeprefix("data.") for s in ("download", "preprocess") for p in stages[s]["params"]
+            if p.startswith("data.")}
+    assert read | set(DataParams.RUNTIME_KEYS) == set(DataParams.model_fields), "a data key no stage tracks"
+    assert not read & set(DataParams.RUNTIME_KEYS)

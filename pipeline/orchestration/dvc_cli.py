@@ -1,16 +1,12 @@
-"""DVC through its command line: the stage order of `dvc dag`, and commands whose output is streamed line
-by line (so Prefect shows a stage's log while it runs)."""
+"""DVC through its command line: the command with this interpreter's DVC, the environment its stages get,
+and the stage order of `dvc dag`."""
 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 _NODE = re.compile(r'^"([^"]+)";$')
@@ -27,11 +23,12 @@ def dvc_command(*args: str) -> list[str]:
 
 
 def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a DVC subprocess: this venv first on PATH (dvc.yaml says `python`), unbuffered."""
+    """The environment of a DVC subprocess: this venv first on PATH (dvc.yaml says `python`), unbuffered,
+    progress bars redrawn rarely."""
     env = {**os.environ, **(extra or {})}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("TQDM_MININTERVAL", "5")  # progress bars in a pipe: a redraw every 5 s at most
     return env
 
 
@@ -66,45 +63,3 @@ def stage_order(cwd: str | Path = ".") -> list[str]:
     if result.returncode != 0:
         raise DvcError(f"dvc dag failed in {Path(cwd).resolve()}:\n{result.stderr.strip()}")
     return topological_order(*parse_dot(result.stdout))
-
-
-def stream(command: list[str], on_line: Callable[[str], None], cwd: str | Path = ".",
-           env: dict[str, str] | None = None, on_tick: Callable[[], None] | None = None,
-           tick_s: float = 5.0) -> list[str]:
-    """Run a command, passing each output line (stdout and stderr) to `on_line` as it comes and calling
-    `on_tick` every `tick_s` seconds meanwhile; returns all lines, raises DvcError on a non-zero exit."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env or stage_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace")
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.put(raw.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    next_tick = time.monotonic() + tick_s
-    try:
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, next_tick - time.monotonic()))
-            except queue.Empty:
-                line = ""
-            if line is None:
-                break
-            if line:
-                seen.append(line)
-                on_line(line)
-            if on_tick is not None and time.monotonic() >= next_tick:
-                on_tick()
-                next_tick = time.monotonic() + tick_s
-    finally:
-        if proc.poll() is None:  # interrupted (cancelled run): stop the stage, DVC releases its lock
-            proc.terminate()
-        code = proc.wait()
-    if code != 0:
-        tail = "\n".join(seen[-20:])
-        raise DvcError(f"`{' '.join(command[2:])}` exited with {code}:\n{tail}")
-    return seen

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 
 from pipeline import outputs as out
 from pipeline.orchestration.deployment import RunSettings
-from pipeline.orchestration.dvc_cli import dvc_command, stage_env, stage_order, stream
+from pipeline.orchestration.dvc_cli import dvc_command, stage_env, stage_order
 from pipeline.orchestration.overrides import validate_overrides, write_overrides
+from pipeline.orchestration.process import stream
 from pipeline.params import ParamsError, load_params
 
 FLOW_NAME = "maskformer-pipeline"

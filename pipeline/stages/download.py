@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.data.extract import safe_extract
 from pipeline.data.http import DownloadError, check_local, fetch, local_source
 from pipeline.data.sources import get_source
-from pipeline.outputs import raw_dir
+from pipeline.outputs import download_dir, raw_dir
 from pipeline.params import DataParams, Params
 from pipeline.stages.runner import run_stage
 
@@ -28,8 +28,9 @@ def source_root(params: DataParams) -> Path:
 def download(params: DataParams) -> Path:
     """Make the chosen source available on disk and return the folder the preprocess stage reads.
 
-    Remote archives go to data/raw/<name>/archives/ (resumed, verified, skipped when already verified)
-    and are extracted into data/raw/<name>/extracted/. A URL override may name a local archive, and
+    Remote archives go to data/downloads/<name>/ (resumed, verified, skipped when already verified;
+    outside the stage's DVC out, so a rerun never fetches them again) and are extracted into
+    data/raw/<name>/extracted/. A URL override may name a local archive, and
     `local_path` may name a folder (used in place) or an archive (extracted).
     """
     source, settings = get_source(params.dataset), params.source()
@@ -54,7 +55,7 @@ def download(params: DataParams) -> Path:
                 archive = check_local(path, checksum)
             else:
                 d = params.download
-                archive = fetch(url, raw / "archives" / spec.name, checksum, retries=d.retries,
+                archive = fetch(url, download_dir(params) / spec.name, checksum, retries=d.retries,
                                 backoff_s=d.backoff_s, timeout_s=d.timeout_s, chunk_bytes=d.chunk_bytes)
             st = archive.stat()
             safe_extract(archive, extracted, checksum or f"stat:{st.st_size}:{st.st_mtime_ns}")

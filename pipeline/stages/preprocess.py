@@ -84,7 +84,7 @@ def preprocess(params: DataParams) -> Path:
                        "archives": [dataclasses.asdict(a) for a in source.archives]},
             "num_classes": len(categories),
             "categories": categories,
-            "params": params.model_dump(),
+            "params": params.data_dump(),
             "splits": {s: _convert_split(params, root, scratch, s, categories) for s in SPLITS},
         }
         _write_json(scratch.manifest, manifest)

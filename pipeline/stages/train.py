@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from maskformer.engine import atomic_save, is_main_process, list_checkpoints, se
 from pipeline.outputs import MODEL, TRAIN_LOG, MissingInputError, checkpoint_dir, processed_dir, resume_log
 from pipeline.params import Params
 from pipeline.stages.runner import run_stage
+
+log = logging.getLogger(__name__)
 
 
 class TrainLog:
@@ -57,10 +60,12 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     checkpoints = checkpoint_dir(params)
     checkpoints.mkdir(parents=True, exist_ok=True)
     saved = list_checkpoints(checkpoints)  # (iteration, path): the name tells, no need to load the file
-    log = TrainLog(resume_log(params), saved[-1][0] if saved else 0)
+    if saved:
+        log.info("resuming from iteration %d (%s)", saved[-1][0], saved[-1][1])
+    train_log = TrainLog(resume_log(params), saved[-1][0] if saved else 0)
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
-        log(step, metrics)
+        train_log(step, metrics)
         if callback is not None:
             callback(step, metrics)
 
@@ -73,7 +78,7 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
               "iteration": engine.max_iters, "params": params.model_dump(mode="json")}
     atomic_save(record, MODEL)
     TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
-    TRAIN_LOG.write_text(log.path.read_text() if log.path.exists() else "step\n")
+    TRAIN_LOG.write_text(train_log.path.read_text() if train_log.path.exists() else "step\n")
     shutil.rmtree(checkpoints)  # the run is complete: its resume state would only pile up on disk
     return MODEL
 
