@@ -19,21 +19,27 @@ class MissingInputError(FileNotFoundError):
 
 PARAMS = Path("params.yaml")  # what dvc.yaml's stages read
 
+RAW_DATA = Path("data/raw")  # <dataset>/: what the download stage writes (one DVC out for every dataset)
+PROCESSED_DATA = Path("data/processed")  # <dataset>/: the canonical layout, one DVC out
+DOWNLOADS = Path("data/downloads")  # <dataset>/: archives as fetched; no DVC out, so a rerun never refetches
+
 MODEL = Path("models/model.pt")  # the final checkpoint: weights, config, classes, resolved params
 CHECKPOINT_ROOT = Path("models/checkpoints")  # resume state of unfinished runs: not a DVC out, on purpose
 TRAIN_LOG = Path("metrics/train_log.csv")
 
+PREDICTIONS = Path("predictions")  # every prediction, in the standard formats (the report reads them)
+
 SEMANTIC_METRICS = Path("metrics/semantic.json")
 SEMANTIC_PER_CLASS = Path("metrics/semantic_per_class.csv")
 SEMANTIC_CONFUSION = Path("metrics/semantic_confusion.csv")
-SEMANTIC_PREDICTIONS = Path("predictions/semantic")  # <stem>.png: class index per pixel
+SEMANTIC_PREDICTIONS = PREDICTIONS / "semantic"  # <stem>.png: class index per pixel
 
 INSTANCE_METRICS = Path("metrics/instance.json")
 AP_PER_CLASS = Path("metrics/instance_per_class.csv")
 PQ_PER_CLASS = Path("metrics/panoptic_per_class.csv")
-INSTANCE_RESULTS = Path("predictions/instances_val_results.json")  # COCO results, RLE
-PANOPTIC_JSON = Path("predictions/panoptic_val.json")  # COCO panoptic
-PANOPTIC_PREDICTIONS = Path("predictions/panoptic")  # <stem>.png, COCO panoptic colour code
+INSTANCE_RESULTS = PREDICTIONS / "instances_val_results.json"  # COCO results, RLE
+PANOPTIC_JSON = PREDICTIONS / "panoptic_val.json"  # COCO panoptic
+PANOPTIC_PREDICTIONS = PREDICTIONS / "panoptic"  # <stem>.png, COCO panoptic colour code
 
 # the headline keys of the metrics files, in the order people read them (detectron2's names, percent)
 SEMANTIC_HEADLINE = ("mIoU", "fwIoU", "mACC", "pACC")
@@ -47,18 +53,18 @@ REPORT_PLOTS = REPORTS / "plots"
 
 
 def raw_dir(data: DataParams) -> Path:
-    """data/raw/<dataset>: the download stage's output (archives and extracted files)."""
-    return Path(data.raw_dir) / data.dataset
+    """data/raw/<dataset>: the download stage's output (extracted archives or the generated set)."""
+    return RAW_DATA / data.dataset
 
 
 def download_dir(data: DataParams) -> Path:
     """data/downloads/<dataset>: verified archives as fetched, kept across reruns (not a DVC out)."""
-    return Path(data.download_dir) / data.dataset
+    return DOWNLOADS / data.dataset
 
 
 def processed_dir(data: DataParams) -> Path:
     """data/processed/<dataset>: the canonical layout that training and evaluation read."""
-    return Path(data.processed_dir) / data.dataset
+    return PROCESSED_DATA / data.dataset
 
 
 def _digest(content: object, length: int) -> str:

@@ -47,12 +47,10 @@ class DownloadParams(_Section):
 
 
 class DataParams(_Section):
-    """The `data:` section: which source to use and how to download and preprocess it."""
+    """The `data:` section: which source to use and how to download and preprocess it (where the data
+    lives is fixed by pipeline.outputs, as dvc.yaml names it: no preset can move it behind DVC's back)."""
 
     dataset: str = "synthetic"
-    raw_dir: str = "data/raw"
-    processed_dir: str = "data/processed"
-    download_dir: str = Field("data/downloads", description="fetched archives; no DVC out, so never deleted")
     seed: int = 0
     num_workers: int = Field(2, ge=0)
     skip_bad_files: bool = False
@@ -62,7 +60,7 @@ class DataParams(_Section):
     download: DownloadParams = Field(default_factory=DownloadParams)
 
     # keys that change how the data is obtained, not what it is: no stage depends on them (dvc.yaml)
-    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("download_dir", "num_workers", "download")
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("num_workers", "download")
 
     def data_dump(self) -> dict[str, Any]:
         """The keys that define the data (what the manifest records)."""

@@ -11,6 +11,14 @@ go_offline()  # before any test module imports Prefect, MLflow or DVC
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _keep_cwd():
+    """Each test ends in the cwd it started in (data_params chdirs into the test's folder)."""
+    cwd = os.getcwd()
+    yield
+    os.chdir(cwd)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _mlflow_store(tmp_path_factory):
     """Stages called by tests log to a throwaway sqlite store, never to the project's mlflow.db."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,8 +156,10 @@ def coco_archives(scenes: dict[str, dict[str, tuple]], seed: int = 0) -> dict[st
 
 
 def data_params(tmp: Path, dataset: str, **overrides: object) -> DataParams:
-    """DataParams writing under `tmp`, in-process workers, with any field overridden."""
-    base = {"dataset": dataset, "raw_dir": str(tmp / "raw"), "processed_dir": str(tmp / "processed"),
-            "download_dir": str(tmp / "downloads"),
-            "num_workers": 0, "download": {"retries": 2, "backoff_s": 0.0, "timeout_s": 10.0}}
+    """DataParams for in-process workers, with any field overridden; makes `tmp` the cwd, since the data
+    stages write under the project folder (pipeline.outputs; conftest restores the cwd after each test)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.chdir(tmp)
+    download = {"retries": 2, "backoff_s": 0.0, "timeout_s": 10.0}
+    base = {"dataset": dataset, "num_workers": 0, "download": download}
     return DataParams.model_validate({**base, **overrides})

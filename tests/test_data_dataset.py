@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -28,10 +29,12 @@ from pipeline.stages.preprocess import preprocess
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("synthetic")
+    tmp, cwd = tmp_path_factory.mktemp("synthetic"), os.getcwd()
     params = data_params(tmp, "synthetic", synthetic={"num_train": 4, "num_val": 2, "image_size": 64})
     download(params)
-    return preprocess(params)
+    out = preprocess(params).resolve()
+    os.chdir(cwd)  # the module's tests start where they would have
+    return out
 
 
 def _unnormalise(img):

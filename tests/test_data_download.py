@@ -98,7 +98,7 @@ def test_truncated_archive_is_refused_and_leaves_nothing(tmp_path):
                                                                  "checksums": {archive.name: None}}})
     with pytest.raises(CorruptArchiveError, match="truncated or corrupt"):
         download(params)
-    extracted = tmp_path / "raw" / "ade20k" / "extracted"
+    extracted = tmp_path / "data" / "raw" / "ade20k" / "extracted"
     assert not any(p.is_file() for p in extracted.rglob("*"))
 
 
@@ -118,7 +118,7 @@ def test_stage_downloads_extracts_and_second_run_downloads_nothing(server, tmp_p
     n = len(server.requests)
     assert download(params) == root
     assert len(server.requests) == n  # verified copy found: nothing fetched
-    shutil.rmtree(tmp_path / "raw")  # what DVC does to the stage's out before it reruns the stage
+    shutil.rmtree(tmp_path / "data" / "raw")  # what DVC does to the stage's out before it reruns the stage
     assert (download(params) / "images" / "training" / "a.jpg").is_file()
     assert len(server.requests) == n  # extracted again from the kept archive: still nothing fetched
 
@@ -128,7 +128,7 @@ def test_mirror_with_official_checksum_is_refused(server, tmp_path):
     params.sources["ade20k"].checksums.clear()  # the official md5 cannot match the fixture archive
     with pytest.raises(ChecksumError, match="7328b3957e407ddae1d3cbf487f149ef"):
         download(params)
-    assert not list((tmp_path / "downloads" / "ade20k").iterdir())
+    assert not list((tmp_path / "data" / "downloads" / "ade20k").iterdir())
 
 
 def test_local_archive_stands_in_for_url(tmp_path):

@@ -36,11 +36,11 @@ def test_errors_name_file_and_dotted_key(tmp_path, text, message):
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
-def test_cli_runs_both_stages(tmp_path, capsys):
+def test_cli_runs_both_stages(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "params.yaml"
-    path.write_text(f"data:\n  raw_dir: {tmp_path}/raw\n  processed_dir: {tmp_path}/processed\n"
-                    "  num_workers: 0\n  synthetic: {num_train: 2, num_val: 1, image_size: 48}\n")
+    path.write_text("data:\n  num_workers: 0\n  synthetic: {num_train: 2, num_val: 1, image_size: 48}\n")
     assert cli(["download", "--params", str(path)]) == 0
     assert cli(["preprocess", "--params", str(path)]) == 0
     assert "train: 2 images (0 skipped)" in capsys.readouterr().out
-    assert (tmp_path / "processed" / "synthetic" / "manifest.json").is_file()
+    assert (tmp_path / "data" / "processed" / "synthetic" / "manifest.json").is_file()

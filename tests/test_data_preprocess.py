@@ -103,7 +103,8 @@ def test_out_of_range_label_names_the_file(tmp_path):
         download(params)
     with pytest.raises(DataError, match=r"ADE_train_00000001\.png: label id 200 outside the categories"):
         preprocess(params)
-    assert not (tmp_path / "processed").exists() or not any((tmp_path / "processed").iterdir())
+    processed = tmp_path / "data" / "processed"
+    assert not processed.exists() or not any(processed.iterdir())
 
 
 def _corrupt_one_image(params):

@@ -25,9 +25,9 @@ def _tree_hashes(root):
 
 
 def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
-    a = download(data_params(tmp_path / "a", "synthetic", synthetic=SMALL, seed=3))
-    b = download(data_params(tmp_path / "b", "synthetic", synthetic=SMALL, seed=3, num_workers=2))
-    c = download(data_params(tmp_path / "c", "synthetic", synthetic=SMALL, seed=4))
+    a = download(data_params(tmp_path / "a", "synthetic", synthetic=SMALL, seed=3)).resolve()
+    b = download(data_params(tmp_path / "b", "synthetic", synthetic=SMALL, seed=3, num_workers=2)).resolve()
+    c = download(data_params(tmp_path / "c", "synthetic", synthetic=SMALL, seed=4)).resolve()
     ha, hb, hc = _tree_hashes(a), _tree_hashes(b), _tree_hashes(c)
     assert len(ha) == 2 * (6 + 3) + 2 + 1  # images, panoptic PNGs, two JSON files, the recipe marker
     assert ha == hb  # the worker count does not change a byte

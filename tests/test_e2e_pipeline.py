@@ -153,7 +153,7 @@ def test_each_key_invalidates_only_the_stages_that_read_it(repo: Repo) -> None:
     original = path.read_text()
     cases = [  # (dotted key, new value, the stages `dvc status` then reports changed)
         ("data.download.retries", 1, set()), ("data.num_workers", 1, set()),
-        ("data.download_dir", "elsewhere", set()), ("data.seed", 7, {"download"}),
+        ("data.seed", 7, {"download"}),
         ("data.max_images_per_split", 5, {"preprocess"}), ("train.log_period", 3, {"train"}),
         ("evaluate.flip", True, {"evaluate_semantic", "evaluate_instance"}), ("report.dpi", 31, {"report"}),
     ]
@@ -189,6 +189,8 @@ def test_flow_run_in_ephemeral_mode(repo: Repo) -> None:
     assert order == ran(repo.dvc("repro", "--dry", "--force").stdout)  # one task per stage, DVC's order
     assert "download skipped" in stages and "train ran" in stages, out
     assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    again = repo.run(PY, "-m", "pipeline", "run", timeout=900).stdout  # nothing changed: nothing is new
+    assert "MLflow: no new run (every stage was up to date)" in again, again
 
 
 def test_experiments_and_mlflow_list_both_runs(repo: Repo) -> None:
@@ -283,7 +285,7 @@ async def main():
         print(json.dumps({"state": run.state.type.value, "name": run.name, "rejected": rejected,
                           "limit": limit.limit if limit else None,
                           "strategy": options.collision_strategy.value if options else None,
-                          "schema": dep.parameter_openapi_schema,
+                          "schema": dep.parameter_openapi_schema, "defaults": dep.parameters,
                           "artifacts": sorted({a.key for a in arts if a.flow_run_id == run.id and a.key})}))
 
 asyncio.run(main())
@@ -331,6 +333,12 @@ def _cancel_and_resume(repo: Repo, env: dict[str, str]) -> None:
     assert runs[info["name"]].info.status == "KILLED", runs[info["name"]].info
     resumed = repo.dvc("repro")  # takes the repo lock: it was released
     assert "resuming from iteration" in resumed.stdout + resumed.stderr
+    from mlflow.tracking import MlflowClient
+
+    newest = max(mlflow_runs(repo), key=lambda r: r.info.start_time)
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo.path / 'mlflow.db'}")
+    steps = sorted(m.step for m in client.get_metric_history(newest.info.run_id, "loss"))
+    assert steps == list(range(1, settings["max_iters"] + 1))  # the whole curve, not only after the resume
     assert "Data and pipelines are up to date" in repo.dvc("status").stdout
 
 
@@ -354,6 +362,9 @@ def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
         assert info["limit"] == 1 and info["strategy"] == "ENQUEUE" and info["rejected"]
         settings = info["schema"]["definitions"]["RunSettings"]["properties"]
         assert settings["lr"]["anyOf"][0]["exclusiveMinimum"] == 0 and settings["lr"]["description"]
+        defaults = info["defaults"]["settings"]  # the form shows what params.yaml holds
+        assert (defaults["max_iters"], defaults["backbone"], defaults["dataset"]) == (4, "resnet18",
+                                                                                     "synthetic")
         assert {"headline-metrics", "report", "mlflow-run"} <= set(info["artifacts"]), info["artifacts"]
         assert "Data and pipelines are up to date" in repo.dvc("status").stdout
         _cancel_and_resume(repo, env)
@@ -361,3 +372,25 @@ def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
         for proc in (serve, server):
             if proc is not None:
                 _stop(proc)
+
+
+def test_a_preset_that_moves_the_data_agrees_with_dvc(repo: Repo) -> None:
+    """`dvc exp run -S preset=...` switching the data set: DVC finds every path the stages write."""
+    import numpy as np
+    from data_fixtures import FixtureServer, ade_archive, md5
+
+    name = "ADEChallengeData2016.zip"
+    archive = ade_archive({"train/a": np.ones((16, 16), np.uint8), "val/b": np.full((16, 16), 2, np.uint8)})
+    path = repo.path / "params.yaml"
+    with FixtureServer() as server:
+        server.files[f"/{name}"] = archive
+        params = yaml.safe_load(path.read_text())
+        source = {"urls": {name: server.url(f"/{name}")}, "checksums": {name: md5(archive)}}
+        params["presets"]["fixture_ade"] = {"data": {"dataset": "ade20k", "sources": {"ade20k": source}}}
+        path.write_text(yaml.safe_dump(params))
+        out = repo.dvc("exp", "run", "-n", "preset-ade", "-S", "preset=fixture_ade", "preprocess").stdout
+    assert ran(out) == ["download", "preprocess"], out
+    manifest = repo.json("data/processed/ade20k/manifest.json")
+    assert manifest["dataset"] == "ade20k" and manifest["splits"]["val"]["images"] == 1
+    assert not (repo.path / "data/processed/synthetic").exists()  # one out: the previous set is gone
+    assert "up to date" in repo.dvc("status", "download", "preprocess").stdout

@@ -116,6 +116,16 @@ def test_deployment_form_has_descriptions_and_bounds() -> None:
     assert fields["lr"]["anyOf"][0]["exclusiveMinimum"] == 0
     assert fields["batch_size"]["anyOf"][0]["minimum"] == 1
     assert "resnet50" in fields["backbone"]["anyOf"][0]["enum"]
+    assert "anyOf" not in schema["properties"]["settings"]  # the form itself, never "None"
+
+
+def test_form_starts_from_the_values_params_yaml_holds() -> None:
+    params = load_params(ROOT / "params.yaml")
+    settings = RunSettings.from_params(params)
+    assert (settings.dataset, settings.backbone, settings.lr) == ("synthetic", params.model.backbone,
+                                                                  params.train.lr)
+    assert (settings.max_iters, settings.device, settings.preset) == (params.train.max_iters, "auto", None)
+    assert validate_overrides(ROOT / "params.yaml", settings.overrides()) == params  # changes nothing
 
 
 def test_train_progress_reads_the_resume_log(workspace: Path) -> None:

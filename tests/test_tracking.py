@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -56,8 +57,7 @@ def project(tmp_path, monkeypatch, store):
 
 
 def _raw(project: Path, **sections: dict) -> dict:
-    return {"data": {"processed_dir": str(project / "processed")}, "tracking": {"experiment": project.name},
-            **sections}
+    return {"tracking": {"experiment": project.name}, **sections}
 
 
 def _params(project: Path) -> Params:
@@ -227,3 +227,13 @@ def test_comparison_table_lists_every_run(project, capsys):
 def _write(path: Path, content: dict) -> Path:
     path.write_text(json.dumps(content))
     return path
+
+
+def test_the_train_stage_logs_system_metrics(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    with tracking.stage_run("train", _params(project)):
+        time.sleep(2.5)  # a few samples of this process's machine
+    (run,) = _runs()
+    expected = {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"}
+    assert expected <= set(run.data.metrics), sorted(run.data.metrics)

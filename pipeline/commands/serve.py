@@ -30,10 +30,19 @@ def main(params_path: str, argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    from pipeline.orchestration.deployment import RunSettings
     from pipeline.orchestration.flow import pipeline_flow
+    from pipeline.params import ParamsError, load_params
 
+    try:  # the form starts from what params.yaml holds now
+        current = RunSettings.from_params(load_params(params_path)).model_dump(mode="json", exclude_none=True)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     pipeline_flow.serve(name=args.name, global_limit=one_at_a_time, limit=1, tags=["maskformer"],
-                        description="Run the MaskFormer pipeline (dvc.yaml) in this workspace; "
-                                    "empty fields keep params.yaml's values.")
+                        parameters={"settings": current},
+                        description="Run the MaskFormer pipeline (dvc.yaml) in this workspace; the form "
+                                    "shows params.yaml's values when serving began, an emptied field keeps "
+                                    "params.yaml's.")
     return 0

@@ -1,4 +1,7 @@
-"""The parameters of a pipeline run as a typed form (Prefect UI, API): each field maps to params.yaml keys."""
+"""The parameters of a pipeline run as a typed form (Prefect UI, API): each field maps to params.yaml keys.
+
+A served deployment fills the form with the values params.yaml holds when it starts serving, so a user sees
+what a run would use; an emptied field keeps params.yaml's value."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from maskformer.config import ARCHITECTURES, BACKBONES
 from pipeline.data.sources import SOURCES
+from pipeline.params import Params
 
 Dataset = Literal[tuple(sorted(SOURCES))]  # type: ignore[valid-type]
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
@@ -15,6 +19,7 @@ Architecture = Literal[ARCHITECTURES]  # type: ignore[valid-type]
 
 # form field -> the params.yaml keys it sets
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
+    "preset": ("preset",),
     "dataset": ("data.dataset",),
     "max_images_per_split": ("data.max_images_per_split",),
     "architecture": ("model.architecture",),
@@ -32,6 +37,8 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    preset: str | None = Field(
+        None, description="a named entry of params.yaml's presets, merged over the sections (preset)")
     dataset: Dataset | None = Field(None, description="data set to train and evaluate on (data.dataset)")
     max_images_per_split: int | None = Field(
         None, ge=1, le=10**6, description="at most this many images per split (data.max_images_per_split)")
@@ -46,6 +53,18 @@ class RunSettings(BaseModel):
         None, description="where to train and evaluate (train.device and evaluate.device)")
     extra: dict[str, Any] = Field(
         default_factory=dict, description='any other params as dotted keys, e.g. {"model.hidden_dim": 128}')
+
+    @classmethod
+    def from_params(cls, params: Params) -> RunSettings:
+        """The form filled with the values `params` holds (as written, before any preset is merged)."""
+        raw = params.model_dump(mode="json")
+        values = {}
+        for name, keys in FIELD_KEYS.items():
+            node: Any = raw
+            for part in keys[0].split("."):
+                node = node[part]
+            values[name] = node
+        return cls.model_validate(values)
 
     def overrides(self) -> dict[str, Any]:
         """The dotted params.yaml keys this run sets (form fields first, then `extra`)."""

@@ -2,10 +2,9 @@
 `dvc repro --single-item <stage>`, so DVC's lock, skipping and dvc.lock hold for Prefect runs too.
 
 A run with overrides writes them into params.yaml (as `dvc exp run -S` does) and is saved as a DVC
-experiment named after the flow run. Run from the repository root (where dvc.yaml is).
+experiment named after the flow run. Run from the repository root (where dvc.yaml is). No postponed
+annotations here: a served flow run resolves the flow's parameter types from them at run time.
 """
-
-from __future__ import annotations
 
 import json
 from typing import Any
@@ -36,6 +35,7 @@ PARAMS = out.PARAMS
 RETRIES: dict[str, tuple[int, Any]] = {"download": (3, exponential_backoff(backoff_factor=10))}
 DEFAULT_RETRIES = (1, 10)
 SKIPPED = "didn't change, skipping"  # what `dvc repro` prints for an up-to-date stage
+NO_CHANGES = RunSettings()  # a form, not None, so the Prefect UI shows its fields at once
 
 
 def run_name(overrides: dict[str, Any], unique: str = "") -> str:
@@ -104,8 +104,9 @@ def headline_metrics() -> list[dict[str, Any]]:
     return rows
 
 
-def mlflow_run_link(name: str) -> tuple[str, str] | None:
-    """(URL, where) of the MLflow run the stages logged for this flow run, or None when there is none."""
+def mlflow_run_link(name: str) -> tuple[str | None, str] | None:
+    """(URL on the tracking server or None for a local store, where) of the MLflow run the stages logged
+    for this flow run, or None when there is none."""
     import mlflow  # late: slow import, only at the end of a run
 
     from pipeline import tracking
@@ -117,14 +118,17 @@ def mlflow_run_link(name: str) -> tuple[str, str] | None:
         return None
     info = runs[0].info
     where = tracking.run_location(info.run_id)
-    if where.startswith("http"):
-        return where, where
-    return f"http://127.0.0.1:5000/#/experiments/{info.experiment_id}/runs/{info.run_id}", where
+    return (where if where.startswith("http") else None), where
 
 
-def publish_artifacts(name: str) -> str | None:
+def publish_artifacts(name: str, ran: bool) -> str | None:
     """Prefect artifacts of the run: headline metrics table, the report, links to it and to MLflow;
-    returns where the MLflow run is (None when no stage ran, so nothing was logged)."""
+    returns where the MLflow run is. When no stage ran, nothing new exists: it says so, publishes nothing
+    older under this run's name and returns None."""
+    if not ran:
+        text = "Every stage was up to date: nothing ran, so this run has no new metrics, report or MLflow run"
+        create_markdown_artifact(text, key="up-to-date", description=f"{name}: nothing ran")
+        return None
     rows = headline_metrics()
     if rows:
         create_table_artifact(rows, key="headline-metrics", description=f"Headline metrics of {name}")
@@ -134,16 +138,18 @@ def publish_artifacts(name: str) -> str | None:
         create_link_artifact(out.REPORT_HTML.resolve().as_uri(), link_text="report.html", key="report-html",
                              description=f"HTML report of {name}")
     link = mlflow_run_link(name)
-    if link:
+    if link and link[0]:  # a tracking server: its page of the run
         create_link_artifact(link[0], link_text=f"MLflow run {name}", key="mlflow-run", description=link[1])
+    elif link:  # a local store has no URL until someone starts `mlflow ui` on it: say how
+        create_markdown_artifact(f"MLflow {link[1]}", key="mlflow-run", description=f"MLflow run of {name}")
     return link[1] if link else None
 
 
 @flow(name=FLOW_NAME, flow_run_name=_flow_run_name, log_prints=True,
       description="MaskFormer pipeline: the stages of dvc.yaml, run through DVC, in DVC's order.")
-def pipeline_flow(settings: RunSettings | None = None) -> dict[str, Any]:
+def pipeline_flow(settings: RunSettings = NO_CHANGES) -> dict[str, Any]:
     """Validate the overrides, apply them, run every DVC stage as a task, save the experiment, publish."""
-    overrides = (settings or RunSettings()).overrides()
+    overrides = settings.overrides()
     validate_overrides(PARAMS, overrides)  # before any work: a bad key fails here, named
     logger = get_run_logger()
     name = flow_run.name or run_name(overrides)
@@ -163,6 +169,6 @@ def pipeline_flow(settings: RunSettings | None = None) -> dict[str, Any]:
     saver = record_experiment.with_options(task_run_name=f"record_experiment [{name}]")
     experiment = saver(name, env) if overrides else None
     logger.info("stages: %s", ", ".join(f"{s} {r}" for s, r in results.items()))
-    mlflow_run = publish_artifacts(name)
+    mlflow_run = publish_artifacts(name, ran=any(r == "ran" for r in results.values()))
     return {"run_name": name, "stages": results, "experiment": experiment, "mlflow": mlflow_run,
             "report": str(out.REPORT_HTML.resolve()) if out.REPORT_HTML.exists() else None}

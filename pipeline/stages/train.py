@@ -47,8 +47,12 @@ class TrainLog:
         tmp.replace(self.path)
 
 
-def train_model(params: Params, callback: Callable[[int, dict[str, float]], None] | None = None) -> Path:
-    """Train from params (resuming if a checkpoint of the same run exists) and write models/model.pt."""
+def train_model(params: Params, callback: Callable[[int, dict[str, float]], None] | None = None,
+                on_resume: Callable[[list[dict[str, Any]]], None] | None = None) -> Path:
+    """Train from params (resuming if a checkpoint of the same run exists) and write models/model.pt.
+
+    `callback` gets every logged step's metrics; on a resume, `on_resume` first gets the log rows up to
+    the checkpoint, so a tracker that starts with the resumed process still holds the whole curve."""
     layout = CanonicalLayout(processed_dir(params.data))
     if not layout.manifest.exists():
         raise MissingInputError(f"{layout.manifest} not found: run `python -m pipeline preprocess` first")
@@ -63,6 +67,8 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     if saved:
         log.info("resuming from iteration %d (%s)", saved[-1][0], saved[-1][1])
     train_log = TrainLog(resume_log(params), saved[-1][0] if saved else 0)
+    if train_log.rows and on_resume is not None:
+        on_resume(train_log.rows)
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         train_log(step, metrics)
@@ -96,8 +102,10 @@ def load_trained(path: Path = MODEL, device: str | torch.device = "cpu") -> tupl
 def _run(params: Params, run: Any) -> str:
     from pipeline import tracking  # here: importing the stage stays free of MLflow
 
-    path = train_model(params, callback=tracking.log_step_metrics if run else None)
-    if run is not None:  # under torchrun only rank 0 tracks
+    tracked = run is not None  # under torchrun only rank 0 tracks
+    path = train_model(params, callback=tracking.log_step_metrics if tracked else None,
+                       on_resume=tracking.log_train_rows if tracked else None)
+    if tracked:
         if params.tracking.log_model:
             tracking.log_model(load_trained(path)[0])
         tracking.log_artifacts([TRAIN_LOG], "metrics")

@@ -7,6 +7,7 @@ from pipeline.tracking.log import (
     log_model,
     log_step_metrics,
     log_train_log,
+    log_train_rows,
     run_location,
 )
 from pipeline.tracking.run import ENV_TAGS, StageInterrupted, setup, stage_run, tracking_uri
@@ -20,6 +21,7 @@ __all__ = [
     "log_model",
     "log_step_metrics",
     "log_train_log",
+    "log_train_rows",
     "run_location",
     "setup",
     "stage_run",

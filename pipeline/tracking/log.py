@@ -57,7 +57,11 @@ def log_metrics_file(path: str | Path) -> dict[str, float]:
 def log_train_log(path: str | Path) -> None:
     """Log every row of a train_log.csv as per-step metrics (for a run whose train stage DVC skipped)."""
     with Path(path).open(newline="") as f:
-        rows = list(csv.DictReader(f))
+        log_train_rows(list(csv.DictReader(f)))
+
+
+def log_train_rows(rows: list[dict[str, Any]]) -> None:
+    """Log rows of a train log (`step` and metric columns, as text or numbers) in batches."""
     now = int(time.time() * 1000)
     metrics = [Metric(k, float(v), now, int(row["step"])) for row in rows for k, v in row.items()
                if k != "step" and v]

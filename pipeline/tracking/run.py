@@ -31,6 +31,8 @@ from pipeline.tracking.log import log_dataset
 STATE_FILE = Path(".pipeline_run.json")
 LOCK_FILE = Path(".pipeline_run.json.lock")
 FINAL_STAGE = "report"
+# stages whose process MLflow samples (CPU, memory, GPU when pynvml is there) as system/* metrics
+MONITORED_STAGES = ("train",)
 # env vars set by the Prefect flow and `dvc exp run`: they name the execution and become run tags
 ENV_TAGS = {"pipeline_run_name": "PIPELINE_RUN_NAME", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
             "dvc_experiment": "DVC_EXP_NAME"}
@@ -123,14 +125,15 @@ def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
     """Reopen this execution's run, or start it (ending a stale RUNNING one KILLED); record the stage."""
     with _locked():
         state = _read_state()
+        monitored = stage in MONITORED_STAGES
         if state and _is_current(state, stage, params, experiment_id):
-            run = mlflow.start_run(run_id=state["run_id"])
+            run = mlflow.start_run(run_id=state["run_id"], log_system_metrics=monitored)
         else:
             if state:
                 with contextlib.suppress(MlflowException):
                     if MlflowClient().get_run(state["run_id"]).info.status == "RUNNING":
                         MlflowClient().set_terminated(state["run_id"], "KILLED")
-            run = _start(params, experiment_id)
+            run = _start(params, experiment_id, monitored)
             state = {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
                      "experiment_id": experiment_id, "params_hash": params_hash(params),
                      "execution": _execution(), "stages": []}
@@ -140,10 +143,10 @@ def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
         return run
 
 
-def _start(params: Params, experiment_id: str) -> mlflow.ActiveRun:
+def _start(params: Params, experiment_id: str, monitored: bool) -> mlflow.ActiveRun:
     """A new run named after the execution, with all params and the resolved params file."""
     name = os.environ.get("PIPELINE_RUN_NAME") or run_name(params)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, log_system_metrics=monitored)
     items = list(param_dict(params).items())
     for i in range(0, len(items), PARAM_BATCH):
         mlflow.log_params(dict(items[i:i + PARAM_BATCH]))
