@@ -46,6 +46,8 @@ SEMANTIC_HEADLINE = ("mIoU", "fwIoU", "mACC", "pACC")
 SEGM_HEADLINE = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 PANOPTIC_HEADLINE = ("PQ", "SQ", "RQ")
 
+SWEEPS = Path("sweeps")  # <sweep>.png: a sweep's headline metric per swept key (no DVC out: sweeps add up)
+
 REPORTS = Path("reports")
 REPORT_HTML = REPORTS / "report.html"
 REPORT_MD = REPORTS / "report.md"

@@ -202,10 +202,25 @@ def test_experiments_and_mlflow_list_both_runs(repo: Repo) -> None:
         assert data["params"]["params.yaml"]["data"]["train"]["lr"] in (0.001, 0.002)
         assert "mIoU" in json.dumps(data["metrics"]["metrics/semantic.json"]), data["metrics"]
     runs = {r.info.run_name: r for r in mlflow_runs(repo)}
-    assert len(runs) == 3, sorted(runs)
+    assert len(runs) == 3 and "lr-backbone" in runs, sorted(runs)  # named as `dvc exp show` lists them
     flow_run = runs[repo.name]
     assert flow_run.data.tags["dvc_experiment"] == repo.name and flow_run.data.params["train.lr"] == "0.002"
     assert all("sem_seg/mIoU" in r.data.metrics for r in runs.values())
+
+
+def test_a_sweep_runs_its_grid_two_at_a_time_in_their_own_workspaces(repo: Repo) -> None:
+    before = {name: (repo.path / name).read_text() for name in ("params.yaml", "dvc.lock")}
+    out = repo.run(PY, "-m", "pipeline", "sweep", "--grid", "train.lr=0.0007,0.003", "--jobs", "2",
+                   "--name", "grid", timeout=900).stdout
+    assert "grid-0 Success, grid-1 Success" in out, out
+    assert {name: (repo.path / name).read_text() for name in before} == before  # the workspace untouched
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    names = {exp["name"] for base in shown for exp in (base.get("experiments") or [])}
+    assert {"grid-0", "grid-1"} <= names, names
+    runs = {r.info.run_name: r for r in mlflow_runs(repo)}
+    assert {runs[n].info.status for n in ("grid-0", "grid-1")} == {"FINISHED"}
+    assert {runs[n].data.params["train.lr"] for n in ("grid-0", "grid-1")} == {"0.0007", "0.003"}
+    assert (repo.path / "sweeps" / "grid.png").stat().st_size > 0
 
 
 def test_push_then_pull_into_a_fresh_clone(repo: Repo) -> None:

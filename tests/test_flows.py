@@ -143,3 +143,20 @@ def test_stage_env_puts_this_python_first() -> None:
     path = stage_env({"PIPELINE_RUN_NAME": "x"})
     assert path["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
     assert path["PIPELINE_RUN_NAME"] == "x" and path["PYTHONUNBUFFERED"] == "1"
+
+
+def test_sweep_grid_is_every_combination_and_checked_before_anything_runs(tmp_path, monkeypatch, capsys):
+    from pipeline.__main__ import main as cli
+    from pipeline.commands.sweep import combinations, parse_grid
+
+    grid = parse_grid(["model.num_queries=10,20", "train.lr=1e-3,3e-4"])
+    assert grid == {"model.num_queries": [10, 20], "train.lr": [0.001, 0.0003]}
+    expected = [{"model.num_queries": q, "train.lr": lr} for q in (10, 20) for lr in (1e-3, 3e-4)]
+    assert combinations(grid) == expected
+    with pytest.raises(ParamsError, match="--grid 'train.lr='"):
+        parse_grid(["train.lr="])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.001\n")
+    assert cli(["sweep", "--grid", "train.lr=0.001,fast"]) == 2  # nothing queued: no DVC repo is needed
+    assert "train.lr" in capsys.readouterr().err

@@ -237,3 +237,11 @@ def test_the_train_stage_logs_system_metrics(project, monkeypatch):
     (run,) = _runs()
     expected = {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"}
     assert expected <= set(run.data.metrics), sorted(run.data.metrics)
+
+
+def test_a_dvc_experiment_names_its_run(project, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "bold-lark")  # what `dvc exp run` gives its stages
+    with tracking.stage_run("train", _params(project)):
+        pass
+    (run,) = _runs()
+    assert run.info.run_name == "bold-lark" and run.data.tags["dvc_experiment"] == "bold-lark"

@@ -144,8 +144,9 @@ def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
 
 
 def _start(params: Params, experiment_id: str, monitored: bool) -> mlflow.ActiveRun:
-    """A new run named after the execution, with all params and the resolved params file."""
-    name = os.environ.get("PIPELINE_RUN_NAME") or run_name(params)
+    """A new run named after the execution (the flow run, else the DVC experiment `dvc exp run` names in
+    DVC_EXP_NAME, else the params), with all params and the resolved params file."""
+    name = os.environ.get("PIPELINE_RUN_NAME") or os.environ.get("DVC_EXP_NAME") or run_name(params)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=name, log_system_metrics=monitored)
     items = list(param_dict(params).items())
     for i in range(0, len(items), PARAM_BATCH):
