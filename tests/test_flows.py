@@ -160,3 +160,15 @@ def test_sweep_grid_is_every_combination_and_checked_before_anything_runs(tmp_pa
     (tmp_path / "params.yaml").write_text("train:\n  lr: 0.001\n")
     assert cli(["sweep", "--grid", "train.lr=0.001,fast"]) == 2  # nothing queued: no DVC repo is needed
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_sweep_plot_has_a_panel_per_swept_key(tmp_path):
+    import pandas as pd
+
+    from pipeline.commands.sweep import sweep_plot
+
+    table = pd.DataFrame({"run": ["s-1", "s-0"], "train.lr": ["0.003", "0.001"], "input.task": ["a", "b"],
+                          "sem_seg/mIoU": [40.0, 30.0]})
+    path = sweep_plot(table, ["train.lr", "input.task"], tmp_path / "s.png")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    assert sweep_plot(table.drop(columns="sem_seg/mIoU"), ["train.lr"], tmp_path / "t.png") is None

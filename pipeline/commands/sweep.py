@@ -86,6 +86,7 @@ def _yaml(value: Any) -> str:
 def sweep_plot(table: Any, keys: list[str], path: Path) -> Path | None:
     """One panel per swept key: the headline metric of every run against that key's value."""
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,9 +95,16 @@ def sweep_plot(table: Any, keys: list[str], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
-        values = table[key].astype(str) if key in table else []
-        ax.scatter(values, table[METRIC], color="tab:blue")
+        if key not in table:
+            continue
+        numbers = pd.to_numeric(table[key], errors="coerce")  # MLflow params are text
+        values = numbers if numbers.notna().all() else table[key].astype(str)
+        order = values.argsort()
+        ax.scatter(values.iloc[order], table[METRIC].iloc[order], color="tab:blue")
+        if values is numbers:  # ticks at the swept values only
+            ax.set_xticks(sorted(numbers.unique()), [str(v) for v in sorted(table[key].unique(), key=float)])
         ax.set(xlabel=key, ylabel=METRIC, title=f"{METRIC} vs {key}")
+        ax.tick_params(axis="x", rotation=45)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
