@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def workspace_error(params_path: str) -> str | None:
@@ -19,24 +21,34 @@ def workspace_error(params_path: str) -> str | None:
     return None
 
 
+def checked(params_path: str, make: Callable[[], list[dict[str, Any]]]) -> list[tuple[dict, Any]] | None:
+    """Each set of overrides that `make()` gives, with params.yaml validated under it (nothing runs yet);
+    None after one line on stderr naming the bad workspace, key or value. What `run` and `sweep` check."""
+    if error := workspace_error(params_path):
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    from pipeline.orchestration.overrides import validate_overrides
+    from pipeline.params import ParamsError
+
+    try:
+        return [(overrides, validate_overrides(params_path, overrides)) for overrides in make()]
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def main(params_path: str, argv: list[str]) -> int:
     """CLI entry: `python -m pipeline run [--set key=value ...]`; exit 2 on bad params, nothing run."""
     parser = argparse.ArgumentParser(prog="python -m pipeline run", description=__doc__)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a params.yaml value (dotted key, YAML value); repeatable")
     args = parser.parse_args(argv)
-    if error := workspace_error(params_path):
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from pipeline.orchestration.overrides import parse_overrides, validate_overrides
-    from pipeline.params import ParamsError
+    from pipeline.orchestration.overrides import parse_overrides
 
-    try:
-        overrides = parse_overrides(args.overrides)
-        validate_overrides(params_path, overrides)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    runs = checked(params_path, lambda: [parse_overrides(args.overrides)])
+    if runs is None:
         return 2
+    overrides = runs[0][0]
     from pipeline.orchestration.deployment import RunSettings
     from pipeline.orchestration.flow import pipeline_flow
 

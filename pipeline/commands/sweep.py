@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline.commands.run import workspace_error
+from pipeline.commands.run import checked
 
 METRIC = "sem_seg/mIoU"  # the headline metric the sweep plot shows
 POLL_S = 2.0
@@ -120,26 +120,16 @@ def main(params_path: str, argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (default 2)")
     parser.add_argument("--name", default=None, help="experiment name prefix (default: sweep-<random>)")
     args = parser.parse_args(argv)
-    if error := workspace_error(params_path):
-        print(f"error: {error}", file=sys.stderr)
+    runs = checked(params_path, lambda: combinations(parse_grid(args.grid)))  # every point, before any runs
+    if runs is None:
         return 2
-    from pipeline.orchestration.overrides import validate_overrides
-    from pipeline.params import ParamsError
-
-    try:
-        grid = parse_grid(args.grid)
-        points = combinations(grid)
-        for point in points:  # every point checked before anything is queued
-            params = validate_overrides(params_path, point)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    points, params = [point for point, _ in runs], runs[-1][1]
     prefix = args.name or f"sweep-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
     status = run_sweep(points, prefix, max(1, args.jobs))
     print(f"sweep: {len(points)} experiments in {time.perf_counter() - start:.0f}s, {args.jobs} at a time: "
           + ", ".join(f"{n} {s}" for n, s in status.items()))
-    return _compare(params, prefix, list(grid), status)
+    return _compare(params, prefix, list(points[0]), status)
 
 
 def _compare(params: Any, prefix: str, keys: list[str], status: dict[str, str]) -> int:
