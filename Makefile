@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The main job: every stage of dvc.yaml on the default synthetic data, as a Prefect flow (local ephemeral
-# Prefect unless PREFECT_API_URL is set); it ends by printing where the report and the MLflow run are.
+# Prefect unless PREFECT_API_URL is set) in its own workspace, saved as a DVC experiment and applied to the
+# working copy; it ends by printing where the report and the MLflow run are.
 run: setup
-	$(BIN)/python -m pipeline run
+	$(BIN)/python -m pipeline run --apply
 
 test: setup
 	$(BIN)/ruff check maskformer pipeline tests

@@ -1,7 +1,8 @@
 """Every path that dvc.yaml names, the training run's resume folder and the run name: one place.
 
 dvc.yaml spells the same paths (a test checks that the two agree); stages, the flow, the report and the
-tracking import them from here. Paths are relative to the project root, where every stage runs.
+tracking import them from here. Paths are relative to the workspace, where every stage runs; what parallel
+runs share (archives, resume state) sits in the project root above a run's workspace in .dvc/tmp/.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ PARAMS = Path("params.yaml")  # what dvc.yaml's stages read
 
 RAW_DATA = Path("data/raw")  # <dataset>/: what the download stage writes (one DVC out for every dataset)
 PROCESSED_DATA = Path("data/processed")  # <dataset>/: the canonical layout, one DVC out
-DOWNLOADS = Path("data/downloads")  # <dataset>/: archives as fetched; no DVC out, so a rerun never refetches
+DOWNLOADS = Path("data/downloads")  # <dataset>/: archives as fetched (project root, shared; no DVC out)
 
 MODEL = Path("models/model.pt")  # the final checkpoint: weights, config, classes, resolved params
-CHECKPOINT_ROOT = Path("models/checkpoints")  # resume state of unfinished runs: not a DVC out, on purpose
+CHECKPOINT_ROOT = Path("models/checkpoints")  # resume state of unfinished runs (project root; not a DVC out)
 TRAIN_LOG = Path("metrics/train_log.csv")
 
 PREDICTIONS = Path("predictions")  # every prediction, in the standard formats (the report reads them)
@@ -46,6 +47,7 @@ SEMANTIC_HEADLINE = ("mIoU", "fwIoU", "mACC", "pACC")
 SEGM_HEADLINE = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 PANOPTIC_HEADLINE = ("PQ", "SQ", "RQ")
 
+RUN_WORKSPACES = Path(".dvc/tmp/runs")  # <run name>/: a flow run's git worktree (DVC ignores .dvc/tmp)
 SWEEPS = Path("sweeps")  # <sweep>.png: a sweep's headline metric per swept key (no DVC out: sweeps add up)
 
 REPORTS = Path("reports")
@@ -54,14 +56,24 @@ REPORT_MD = REPORTS / "report.md"
 REPORT_PLOTS = REPORTS / "plots"
 
 
+def project_root() -> Path:
+    """The absolute project folder: the nearest ancestor of the cwd with dvc.yaml or .git, taken above
+    .dvc/ when the cwd is a run's workspace there (a flow run's, or `dvc exp run --temp/--queue`'s)."""
+    cwd = Path.cwd().resolve()
+    if ".dvc" in cwd.parts:
+        cwd = Path(*cwd.parts[: cwd.parts.index(".dvc")])
+    return next((d for d in (cwd, *cwd.parents) if (d / "dvc.yaml").exists() or (d / ".git").exists()), cwd)
+
+
 def raw_dir(data: DataParams) -> Path:
     """data/raw/<dataset>: the download stage's output (extracted archives or the generated set)."""
     return RAW_DATA / data.dataset
 
 
 def download_dir(data: DataParams) -> Path:
-    """data/downloads/<dataset>: verified archives as fetched, kept across reruns (not a DVC out)."""
-    return DOWNLOADS / data.dataset
+    """<project>/data/downloads/<dataset>: verified archives as fetched, kept across reruns and shared by
+    every run's workspace (not a DVC out)."""
+    return project_root() / DOWNLOADS / data.dataset
 
 
 def processed_dir(data: DataParams) -> Path:
@@ -84,8 +96,14 @@ def run_key(params: Params) -> str:
 
 
 def checkpoint_dir(params: Params) -> Path:
-    """models/checkpoints/<run key>: a killed run resumes here; changed params start a fresh folder."""
-    return CHECKPOINT_ROOT / run_key(params)
+    """<project>/models/checkpoints/<run key>: a killed run resumes here, from whichever workspace the
+    next run with the same params uses; changed params start a fresh folder."""
+    return project_root() / CHECKPOINT_ROOT / run_key(params)
+
+
+def lock_file(folder: Path) -> Path:
+    """`<folder>.lock`, beside the folder it guards (so removing the folder keeps the lock)."""
+    return folder.with_name(folder.name + ".lock")
 
 
 def resume_log(params: Params) -> Path:

@@ -179,30 +179,45 @@ def test_train_param_reruns_train_and_downstream_only(repo: Repo) -> None:
     assert yaml.safe_load((repo.path / "params.yaml").read_text())["model"]["backbone"] == "resnet34"
 
 
-def test_flow_run_in_ephemeral_mode(repo: Repo) -> None:
-    out = repo.run(PY, "-m", "pipeline", "run", "--set", "train.lr=0.002", "--set", "model.backbone=resnet18",
-                   timeout=900).stdout
+def _first_line(out: str) -> tuple[str, str]:
+    """(run name, stages) from `python -m pipeline run`'s summary line."""
     line = next(s for s in out.splitlines() if s.startswith("run "))
     name, stages = line.removeprefix("run ").split(": ", 1)
-    repo.name = name
+    return name, stages
+
+
+def test_flow_runs_in_ephemeral_mode_two_at_once(repo: Repo) -> None:
+    """Two runs of the same overrides started together in one clone: separate workspaces, the trainings
+    take turns on the shared resume folder, both succeed and leave the working copy as it was."""
+    before = repo.git("status", "--porcelain").stdout
+    command = [PY, "-m", "pipeline", "run", "--set", "train.lr=0.002", "--set", "model.backbone=resnet18"]
+    procs = [subprocess.Popen(command, cwd=repo.path, env=repo.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [proc.communicate(timeout=900)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    (name, stages), (twin, _) = map(_first_line, outs)
+    repo.name, repo.twin = name, twin
     order = [s.split()[0] for s in stages.split(", ")]
     assert order == ran(repo.dvc("repro", "--dry", "--force").stdout)  # one task per stage, DVC's order
-    assert "download skipped" in stages and "train ran" in stages, out
-    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    assert "download skipped" in stages and "train ran" in stages, outs[0]
+    assert repo.git("status", "--porcelain").stdout == before  # ran in their own workspaces: nothing edited
+    assert yaml.safe_load((repo.path / "params.yaml").read_text())["train"]["lr"] == 0.001
+    assert not list((repo.path / ".dvc/tmp/runs").iterdir())  # the workspaces are gone with their runs
     again = repo.run(PY, "-m", "pipeline", "run", timeout=900).stdout  # nothing changed: nothing is new
     assert "MLflow: no new run (every stage was up to date)" in again, again
 
 
-def test_experiments_and_mlflow_list_both_runs(repo: Repo) -> None:
+def test_experiments_and_mlflow_list_the_same_runs(repo: Repo) -> None:
     shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
     experiments = {exp["name"]: exp for base in shown for exp in (base.get("experiments") or [])}
-    for exp_name in ("lr-backbone", repo.name):
+    for exp_name in ("lr-backbone", repo.name, repo.twin):
         (rev,) = experiments[exp_name]["revs"]
         data = rev["data"]
         assert data["params"]["params.yaml"]["data"]["train"]["lr"] in (0.001, 0.002)
         assert "mIoU" in json.dumps(data["metrics"]["metrics/semantic.json"]), data["metrics"]
     runs = {r.info.run_name: r for r in mlflow_runs(repo)}
-    assert len(runs) == 3 and "lr-backbone" in runs, sorted(runs)  # named as `dvc exp show` lists them
+    assert len(runs) == 4 and "lr-backbone" in runs, sorted(runs)  # named as `dvc exp show` lists them
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
     flow_run = runs[repo.name]
     assert flow_run.data.tags["dvc_experiment"] == repo.name and flow_run.data.params["train.lr"] == "0.002"
     assert all("sem_seg/mIoU" in r.data.metrics for r in runs.values())
@@ -232,6 +247,9 @@ def test_push_then_pull_into_a_fresh_clone(repo: Repo) -> None:
     repo.git("clone", "-q", str(repo.path), str(clone), cwd=repo.path.parent)
     repo.dvc("pull", cwd=clone)
     assert "Data and pipelines are up to date" in repo.dvc("status", cwd=clone).stdout  # nothing to retrain
+    made = repo.run(PY, "-m", "pipeline", "run", "--apply", cwd=clone, timeout=900).stdout  # `make run`
+    line = next(s for s in made.splitlines() if s.startswith("run "))
+    assert "ran" not in line.split(": ", 1)[1], line  # every stage restored from the pulled cache
     for rel in OUTS:
         a, b = repo.path / rel, clone / rel
         files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()) if a.is_dir() else [Path()]
@@ -307,6 +325,65 @@ asyncio.run(main())
 """
 
 
+RUN = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+async def main():
+    async with get_client() as client:
+        for _ in range(120):  # a worker's or a server's deployment may take a moment to appear
+            try:
+                dep = await client.read_deployment_by_name(sys.argv[1])
+                break
+            except Exception:
+                await asyncio.sleep(1)
+    run = await run_deployment(dep.id, parameters=json.loads(sys.argv[2]), timeout=600, poll_interval=2)
+    print(json.dumps({"state": run.state.type.value, "name": run.name}))
+
+asyncio.run(main())
+"""
+
+
+def _run_deployment(repo: Repo, env: dict[str, str], name: str, parameters: dict) -> dict:
+    """Start a run of deployment `name` through the API, wait for it; {state, name}."""
+    result = repo.run(PY, "-c", RUN, name, json.dumps(parameters), env=env, timeout=800)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _experiments(repo: Repo) -> set[str]:
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    return {exp["name"] for base in shown for exp in (base.get("experiments") or [])}
+
+
+def _resume_on_a_work_pool(repo: Repo, env: dict[str, str], settings: dict) -> None:
+    """prefect.yaml's deployments on a process work pool; a worker started in another directory runs the
+    cancelled run's params in its clone: a new workspace, resumed from the kept checkpoint, the dead run's
+    workspace pruned, an MLflow run with the whole loss curve, a DVC experiment under the flow run's name."""
+    prefect = str(Path(PY).parent / "prefect")
+    repo.run(prefect, "work-pool", "create", "maskformer", "--type", "process", env=env)
+    repo.run(prefect, "--no-prompt", "deploy", "--all", env=env)
+    worker_log = repo.path.parent / "worker.log"
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", "maskformer", "--limit", "1"],
+                              cwd=repo.path.parent, env=env | {"MASKFORMER_CLONE": str(repo.path)},
+                              stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        info = _run_deployment(repo, env, "maskformer-pipeline/pool", {"settings": settings})
+    finally:
+        _stop(worker)
+    assert info["state"] == "COMPLETED", worker_log.read_text()[-4000:]
+    assert "resuming from iteration" in worker_log.read_text()
+    assert info["name"] in _experiments(repo)
+    assert not list((repo.path / ".dvc/tmp/runs").iterdir())  # the cancelled run's workspace was pruned
+    from mlflow.tracking import MlflowClient
+
+    run = {r.info.run_name: r for r in mlflow_runs(repo)}[info["name"]]
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo.path / 'mlflow.db'}")
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert steps == list(range(1, settings["max_iters"] + 1))  # the whole curve, not only after the resume
+    assert run.info.status == "FINISHED"
+
+
 CANCEL = """
 import asyncio, glob, json, sys, time
 from prefect.client.orchestration import get_client
@@ -329,9 +406,9 @@ asyncio.run(main())
 """
 
 
-def _cancel_and_resume(repo: Repo, env: dict[str, str]) -> None:
-    """Cancel a served run mid-training: the stage tree stops, the DVC lock is free, the MLflow run is
-    KILLED, the checkpoint stays, and the next `dvc repro` resumes from it."""
+def _cancel(repo: Repo, env: dict[str, str]) -> dict:
+    """Cancel a served run mid-training: the stage tree stops, the MLflow run is KILLED, the checkpoint
+    stays; returns the run's settings."""
     checkpoints = repo.path / "models" / "checkpoints"
     settings = {"max_iters": 400, "lr": 0.0004}
     result = repo.run(PY, "-c", CANCEL, json.dumps(settings), str(checkpoints / "*" / "model_*.pth"), env=env,
@@ -346,15 +423,7 @@ def _cancel_and_resume(repo: Repo, env: dict[str, str]) -> None:
     assert kept, "the cancelled run's checkpoint is gone"
     runs = {r.info.run_name: r for r in mlflow_runs(repo)}
     assert runs[info["name"]].info.status == "KILLED", runs[info["name"]].info
-    resumed = repo.dvc("repro")  # takes the repo lock: it was released
-    assert "resuming from iteration" in resumed.stdout + resumed.stderr
-    from mlflow.tracking import MlflowClient
-
-    newest = max(mlflow_runs(repo), key=lambda r: r.info.start_time)
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo.path / 'mlflow.db'}")
-    steps = sorted(m.step for m in client.get_metric_history(newest.info.run_id, "loss"))
-    assert steps == list(range(1, settings["max_iters"] + 1))  # the whole curve, not only after the resume
-    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    return settings
 
 
 def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
@@ -373,16 +442,23 @@ def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
         result = repo.run(PY, "-c", CLIENT, json.dumps({"max_iters": 3, "lr": 0.0005}), env=env, timeout=800)
         info = json.loads(result.stdout.strip().splitlines()[-1])
         assert info["state"] == "COMPLETED", (repo.path.parent / "serve.log").read_text()[-4000:]
-        assert info["name"].startswith("synthetic-resnet18-")
+        held = yaml.safe_load((repo.path / "params.yaml").read_text())  # as the earlier steps left it
+        assert info["name"].startswith(f"synthetic-{held['model']['backbone']}-")
         assert info["limit"] == 1 and info["strategy"] == "ENQUEUE" and info["rejected"]
         settings = info["schema"]["definitions"]["RunSettings"]["properties"]
         assert settings["lr"]["anyOf"][0]["exclusiveMinimum"] == 0 and settings["lr"]["description"]
         defaults = info["defaults"]["settings"]  # the form shows what params.yaml holds
-        assert (defaults["max_iters"], defaults["backbone"], defaults["dataset"]) == (4, "resnet18",
-                                                                                     "synthetic")
+        assert (defaults["max_iters"], defaults["backbone"], defaults["dataset"]) == (
+            4, held["model"]["backbone"], "synthetic")
         assert {"headline-metrics", "report", "mlflow-run"} <= set(info["artifacts"]), info["artifacts"]
         assert "Data and pipelines are up to date" in repo.dvc("status").stdout
-        _cancel_and_resume(repo, env)
+        cancelled = _cancel(repo, env)
+        sweep = {"settings": {"grid": {"train.lr": [0.0007]}, "jobs": 1, "name": "ui-sweep"}}  # from the UI
+        info = _run_deployment(repo, env, "maskformer-sweep/maskformer", sweep)
+        assert info["state"] == "COMPLETED", (repo.path.parent / "serve.log").read_text()[-4000:]
+        assert "ui-sweep-0" in _experiments(repo)
+        _stop(serve)
+        _resume_on_a_work_pool(repo, env, cancelled)
     finally:
         for proc in (serve, server):
             if proc is not None:

@@ -131,12 +131,12 @@ def test_form_starts_from_the_values_params_yaml_holds() -> None:
 def test_train_progress_reads_the_resume_log(workspace: Path) -> None:
     from pipeline.orchestration.flow import _train_progress
 
-    assert _train_progress() is None
+    assert _train_progress(workspace) is None
     log = workspace / resume_log(load_params("params.yaml"))
     log.parent.mkdir(parents=True)
     max_iters = load_params("params.yaml").train.max_iters
     log.write_text(f"step,loss\n1,2.0\n{max_iters // 2},1.0\n")
-    assert _train_progress() == pytest.approx((max_iters // 2) / max_iters)
+    assert _train_progress(workspace) == pytest.approx((max_iters // 2) / max_iters)
 
 
 def test_stage_env_puts_this_python_first() -> None:
@@ -147,7 +147,8 @@ def test_stage_env_puts_this_python_first() -> None:
 
 def test_sweep_grid_is_every_combination_and_checked_before_anything_runs(tmp_path, monkeypatch, capsys):
     from pipeline.__main__ import main as cli
-    from pipeline.commands.sweep import combinations, parse_grid
+    from pipeline.commands.sweep import parse_grid
+    from pipeline.orchestration.sweep import combinations
 
     grid = parse_grid(["model.num_queries=10,20", "train.lr=1e-3,3e-4"])
     assert grid == {"model.num_queries": [10, 20], "train.lr": [0.001, 0.0003]}
@@ -165,7 +166,7 @@ def test_sweep_grid_is_every_combination_and_checked_before_anything_runs(tmp_pa
 def test_sweep_plot_has_a_panel_per_swept_key(tmp_path):
     import pandas as pd
 
-    from pipeline.commands.sweep import sweep_plot
+    from pipeline.orchestration.sweep import sweep_plot
 
     table = pd.DataFrame({"run": ["s-1", "s-0"], "train.lr": ["0.003", "0.001"], "input.task": ["a", "b"],
                           "sem_seg/mIoU": [40.0, 30.0]})

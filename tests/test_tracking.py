@@ -90,19 +90,36 @@ def test_uri_is_an_absolute_sqlite_file_in_the_project(tmp_path, monkeypatch):
     assert tracking.tracking_uri(params) == "http://127.0.0.1:5000"
 
 
-def test_stage_processes_log_into_one_run_that_report_finishes(project):
+def test_stages_of_one_execution_share_a_run_that_each_closes(project, monkeypatch):
+    monkeypatch.setenv("PIPELINE_RUN_NAME", "flow-run-1")  # what the flow gives every stage it runs
+    ids = set()
     for stage, step in (("train", 1), ("evaluate_semantic", 2)):
         proc = _stage(project, stage, step)
         assert proc.wait(timeout=120) == 0, proc.stderr.read()
         (run,) = _runs()
-        assert run.info.status == "RUNNING" and (project / ".pipeline_run.json").exists()
+        assert run.info.status == "FINISHED"  # closed between stages: whatever ran last, the run is ended
+        ids.add(run.info.run_id)
     with tracking.stage_run("report", _params(project)) as active:
-        assert active.info.run_id == run.info.run_id
+        ids.add(active.info.run_id)
     (run,) = _runs()
-    assert run.info.status == "FINISHED" and not (project / ".pipeline_run.json").exists()
+    assert len(ids) == 1 and run.info.status == "FINISHED"
     history = MlflowClient().get_metric_history(run.info.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
     assert run.data.tags["pipeline_stages"] == "train,evaluate_semantic,report"
+
+
+def test_each_dvc_process_is_one_execution(project):
+    """Stages under one `dvc repro` share a run; the next `dvc repro` starts its own (a stand-in named
+    dvc runs two stages, as DVC does, each a child process)."""
+    stage = f"{sys.executable} stage.py params.yaml"
+    (project / "dvc").write_text(f"#!/bin/sh\nset -e\n{stage} train 1\n{stage} evaluate_semantic 2\n")
+    (project / "dvc").chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for _ in range(2):
+        subprocess.run([str(project / "dvc")], cwd=project, env=env, check=True, timeout=300)
+    runs = _runs()
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["pipeline_stages"] for r in runs} == {"train,evaluate_semantic"}
 
 
 def test_params_flattened_metrics_named_as_the_json_and_tags(project, monkeypatch):
@@ -119,7 +136,7 @@ def test_params_flattened_metrics_named_as_the_json_and_tags(project, monkeypatc
         assert tracking.log_metrics_file(metrics) == {"panoptic_seg/PQ": 41.5, "panoptic_seg/SQ": 80.0}
         tracking.log_metrics_file(project / "semantic.json")
     (run,) = _runs()
-    assert run.info.status == "RUNNING"  # not the last stage
+    assert run.info.status == "FINISHED"  # every stage closes the run it ran in
     assert set(run.data.metrics) == {"panoptic_seg/PQ", "panoptic_seg/SQ", "sem_seg/mIoU", "sem_seg/pACC"}
     params = run.data.params
     expected = _params(project)
@@ -137,11 +154,17 @@ def test_params_flattened_metrics_named_as_the_json_and_tags(project, monkeypatc
     assert yaml.safe_load(logged.read_text()) == expected.model_dump(mode="json")
 
 
-def test_an_exception_fails_the_run_and_the_next_execution_starts_anew(project):
+def test_a_failed_stage_fails_the_run_and_a_retry_stays_in_it(project, monkeypatch):
+    monkeypatch.setenv("PIPELINE_RUN_NAME", "flow-run-2")
     with pytest.raises(RuntimeError, match="boom"), tracking.stage_run("train", _params(project)):
         raise RuntimeError("boom")
     (failed,) = _runs()
-    assert failed.info.status == "FAILED" and not (project / ".pipeline_run.json").exists()
+    assert failed.info.status == "FAILED"
+    with tracking.stage_run("train", _params(project)) as retried:  # Prefect retries the task
+        assert retried.info.run_id == failed.info.run_id
+    (run,) = _runs()
+    assert run.info.status == "FINISHED" and run.data.tags["pipeline_stages"] == "train,train"
+    monkeypatch.setenv("PIPELINE_RUN_NAME", "flow-run-3")  # the next execution starts anew
     with tracking.stage_run("train", _params(project)) as active:
         assert active.info.run_id != failed.info.run_id
 
@@ -152,7 +175,7 @@ def test_sigterm_ends_the_run_killed(project):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     (run,) = _runs()
-    assert run.info.status == "KILLED" and not (project / ".pipeline_run.json").exists()
+    assert run.info.status == "KILLED"
     assert "ended KILLED" in proc.stderr.read()
 
 
@@ -163,7 +186,7 @@ def test_a_sigkilled_run_is_ended_killed_by_the_next_execution(project):
     proc.wait(timeout=60)
     (stale,) = _runs()
     assert stale.info.status == "RUNNING"  # nobody can catch SIGKILL
-    with tracking.stage_run("download", _params(project)):  # download started in that run: a new execution
+    with tracking.stage_run("download", _params(project)):  # this process: another execution
         pass
     statuses = {r.info.run_id: r.info.status for r in _runs()}
     assert len(statuses) == 2 and statuses[stale.info.run_id] == "KILLED"

@@ -1,1 +1,1 @@
-"""Running the stages: the Prefect flow read from dvc.yaml, its deployment form, DVC's CLI, overrides."""
+"""Running the stages: the Prefect flows (pipeline, sweep), run workspaces, forms, DVC's CLI."""

@@ -6,5 +6,5 @@ STAGES: dict[str, str] = {
     "train": "train MaskFormer (or the per-pixel baseline) on the processed data; resumes from checkpoints",
     "evaluate_semantic": "mIoU/fwIoU/mACC/pACC of the trained model on the validation split",
     "evaluate_instance": "COCO mask AP and panoptic PQ of the trained model on the validation split",
-    "report": "HTML + Markdown report (metrics, plots, overlays, earlier runs); ends the MLflow run",
+    "report": "HTML + Markdown report (metrics, plots, overlays, earlier runs), logged with the MLflow run",
 }

@@ -9,7 +9,8 @@ from typing import Any
 from pipeline.data.extract import safe_extract
 from pipeline.data.http import DownloadError, check_local, fetch, local_source
 from pipeline.data.sources import get_source
-from pipeline.outputs import download_dir, raw_dir
+from pipeline.locks import exclusive
+from pipeline.outputs import download_dir, lock_file, raw_dir
 from pipeline.params import DataParams, Params
 from pipeline.stages.runner import run_stage
 
@@ -54,9 +55,11 @@ def download(params: DataParams) -> Path:
             if path is not None:
                 archive = check_local(path, checksum)
             else:
-                d = params.download
-                archive = fetch(url, download_dir(params) / spec.name, checksum, retries=d.retries,
-                                backoff_s=d.backoff_s, timeout_s=d.timeout_s, chunk_bytes=d.chunk_bytes)
+                d, folder = params.download, download_dir(params)
+                with exclusive(lock_file(folder), f"{source.name}: another run is downloading into {folder}: "
+                                                  "waiting for it"):  # then its verified copy is reused
+                    archive = fetch(url, folder / spec.name, checksum, retries=d.retries,
+                                    backoff_s=d.backoff_s, timeout_s=d.timeout_s, chunk_bytes=d.chunk_bytes)
             st = archive.stat()
             safe_extract(archive, extracted, checksum or f"stat:{st.st_size}:{st.st_mtime_ns}")
     root = source_root(params)

@@ -1,7 +1,7 @@
 """Stage `report`: reports/report.html (self-contained) and reports/report.md for this pipeline execution.
 
 The last stage: it logs the report, its plots and anything that stages skipped by DVC did not log (training
-curves, metrics, the model) to the execution's MLflow run, then ends that run FINISHED.
+curves, metrics, the model) to the execution's MLflow run.
 """
 
 from __future__ import annotations

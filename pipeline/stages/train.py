@@ -1,14 +1,17 @@
 """Stage `train`: train MaskFormer (or the per-pixel baseline) on the canonical data; write models/model.pt.
 
-Resume state lives in models/checkpoints/<run key>/ (a persist folder DVC does not cache), keyed by the
-params that define the run, so a killed run resumes with the same params and a changed param starts fresh.
+Resume state lives in <project>/models/checkpoints/<run key>/ (a folder DVC does not cache, shared by every
+run's workspace), keyed by the params that define the run, so a killed run resumes with the same params and
+a changed param starts fresh; two runs of the same params at once take turns on it (a file lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,8 @@ import torch
 from maskformer import MaskFormerConfig, build_model
 from maskformer.data import CanonicalDataset, CanonicalLayout, build_train_transforms, collate_fn
 from maskformer.engine import atomic_save, is_main_process, list_checkpoints, seed_everything, train
+from pipeline import outputs as out
+from pipeline.locks import exclusive
 from pipeline.outputs import MODEL, TRAIN_LOG, MissingInputError, checkpoint_dir, processed_dir, resume_log
 from pipeline.params import Params
 from pipeline.stages.runner import run_stage
@@ -58,10 +63,19 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
         raise MissingInputError(f"{layout.manifest} not found: run `python -m pipeline preprocess` first")
     transforms = build_train_transforms(params.input.crop_size, photometric=params.input.photometric)
     dataset = CanonicalDataset(layout.root, "train", task=params.input.task, transforms=transforms)
+    checkpoints = checkpoint_dir(params)
+    waiting = f"train: another run trains these params into {checkpoints}: waiting for it to end"
+    with exclusive(out.lock_file(checkpoints), waiting) if os.environ.get("RANK", "0") == "0" \
+            else contextlib.nullcontext():  # under torchrun rank 0 holds it for all
+        return _train(params, dataset, checkpoints, callback, on_resume)
+
+
+def _train(params: Params, dataset: CanonicalDataset, checkpoints: Path,
+           callback: Callable[[int, dict[str, float]], None] | None,
+           on_resume: Callable[[list[dict[str, Any]]], None] | None) -> Path:
     cfg = params.model.replace(num_classes=dataset.num_classes)
     seed_everything(params.train.seed)  # reproducible initial weights
     model = build_model(cfg)
-    checkpoints = checkpoint_dir(params)
     checkpoints.mkdir(parents=True, exist_ok=True)
     saved = list_checkpoints(checkpoints)  # (iteration, path): the name tells, no need to load the file
     if saved:

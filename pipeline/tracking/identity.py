@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.outputs import processed_dir
+from pipeline.outputs import processed_dir, project_root
 from pipeline.params import Params
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
 
 
-def project_root() -> Path:
-    """The absolute project folder: nearest ancestor of the cwd with dvc.yaml or .git (above .dvc/tmp)."""
-    cwd = Path.cwd().resolve()
-    if ".dvc" in cwd.parts:  # a `dvc exp run --temp` workspace logs into its project's database
-        cwd = Path(*cwd.parts[: cwd.parts.index(".dvc")])
-    return next((d for d in (cwd, *cwd.parents) if (d / "dvc.yaml").exists() or (d / ".git").exists()), cwd)
+def dvc_process(pid: int | None = None) -> str | None:
+    """`dvc:<pid>:<start time>` of the nearest DVC process above `pid` (default: this one), the `dvc repro`
+    or `dvc exp run` whose stages make one execution; None when there is none or no /proc to read."""
+    pid = os.getppid() if pid is None else pid
+    while pid > 1:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3]
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        if any(Path(os.fsdecode(arg)).name == "dvc" for arg in argv):
+            return f"dvc:{pid}:{fields[19]}"  # stat's 22nd field, the start time: pids get reused
+        pid = int(fields[1])  # the parent
+    return None
 
 
 def flatten(tree: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """MLflow run lifecycle: one run per pipeline execution, shared by the stage processes through a state file.
 
-The first stage of an execution opens the run and writes its id to `.pipeline_run.json` (in the working
-directory, like every pipeline path); later stages, each its own process under `dvc repro`, reopen it;
-the `report` stage ends it FINISHED. A stage that raises ends it FAILED, SIGTERM/Ctrl-C end it KILLED,
-and both remove the state file so that the next execution starts a new run.
+An execution is a flow run (PIPELINE_RUN_NAME), else the `dvc repro` / `dvc exp run` process the stage runs
+under, else the stage process alone. Its first stage opens the run and writes the id to `.pipeline_run.json`
+in the workspace; every stage ends the run as it leaves (FINISHED, FAILED on an error, KILLED on SIGTERM or
+Ctrl-C) and the next stage of the same execution reopens it, so the run is closed whichever stages ran, and
+a stage that Prefect retries stays in its run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -23,14 +23,14 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline.outputs import params_hash, run_name
+from pipeline.locks import exclusive
+from pipeline.outputs import params_hash, project_root, run_name
 from pipeline.params import Params
-from pipeline.tracking.identity import data_hash, git_commit, param_dict, project_root
+from pipeline.tracking.identity import data_hash, dvc_process, git_commit, param_dict
 from pipeline.tracking.log import log_dataset
 
 STATE_FILE = Path(".pipeline_run.json")
 LOCK_FILE = Path(".pipeline_run.json.lock")
-FINAL_STAGE = "report"
 # stages whose process MLflow samples (CPU, memory, GPU when pynvml is there) as system/* metrics
 MONITORED_STAGES = ("train",)
 # env vars set by the Prefect flow and `dvc exp run`: they name the execution and become run tags
@@ -75,8 +75,12 @@ def setup(params: Params) -> str:
 
 
 def _execution() -> dict[str, str | None]:
-    """What names this pipeline execution (all None under a plain `dvc repro`)."""
-    return {var: os.environ.get(var) for var in ENV_TAGS.values()}
+    """What tells this execution from others: the flow run's names, else also the DVC process running the
+    stage, else this process."""
+    names: dict[str, str | None] = {var: os.environ.get(var) for var in ENV_TAGS.values()}
+    if not names["PIPELINE_RUN_NAME"]:
+        names["process"] = dvc_process() or f"pid:{os.getpid()}"
+    return names
 
 
 def _tags(params: Params) -> dict[str, str]:
@@ -89,17 +93,6 @@ def _tags(params: Params) -> dict[str, str]:
     return tags | {"dataset": params.data.dataset, **({"data_hash": digest} if digest else {})}
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """Serialise state-file updates of stages that run in parallel (the two evaluate stages)."""
-    with LOCK_FILE.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read_state() -> dict[str, Any] | None:
     try:
         return json.loads(STATE_FILE.read_text())
@@ -107,26 +100,24 @@ def _read_state() -> dict[str, Any] | None:
         return None
 
 
-def _is_current(state: dict[str, Any], stage: str, params: Params, experiment_id: str) -> bool:
-    """Whether the state file belongs to this execution (else a SIGKILLed or other execution left it)."""
+def _is_current(state: dict[str, Any], params: Params, experiment_id: str) -> bool:
+    """Whether the state file belongs to this execution (else another one, or a SIGKILLed one, left it)."""
     keys = ("tracking_uri", "experiment_id", "params_hash", "execution")
     now = (mlflow.get_tracking_uri(), experiment_id, params_hash(params), _execution())
     if tuple(map(state.get, keys)) != now:
         return False
-    if stage in state.get("stages", []):  # this stage already started: a new execution has begun
-        return False
     try:
-        return MlflowClient().get_run(state["run_id"]).info.status == "RUNNING"
+        return MlflowClient().get_run(state["run_id"]).info.lifecycle_stage == "active"
     except MlflowException:
         return False
 
 
 def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
     """Reopen this execution's run, or start it (ending a stale RUNNING one KILLED); record the stage."""
-    with _locked():
+    with exclusive(LOCK_FILE):
         state = _read_state()
         monitored = stage in MONITORED_STAGES
-        if state and _is_current(state, stage, params, experiment_id):
+        if state and _is_current(state, params, experiment_id):
             run = mlflow.start_run(run_id=state["run_id"], log_system_metrics=monitored)
         else:
             if state:
@@ -137,7 +128,7 @@ def _open(stage: str, params: Params, experiment_id: str) -> mlflow.ActiveRun:
             state = {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
                      "experiment_id": experiment_id, "params_hash": params_hash(params),
                      "execution": _execution(), "stages": []}
-        state["stages"].append(stage)  # stages started in this run: one started twice means a new execution
+        state["stages"].append(stage)  # a retried stage appears twice
         STATE_FILE.write_text(json.dumps(state, indent=2))
         mlflow.set_tag("pipeline_stages", ",".join(state["stages"]))
         return run
@@ -155,19 +146,6 @@ def _start(params: Params, experiment_id: str, monitored: bool) -> mlflow.Active
     return run
 
 
-def _finish(status: str | None) -> None:
-    """Leave the run: `status` ends it for good, None keeps it RUNNING for the next stage."""
-    run_id = mlflow.active_run().info.run_id
-    if status is None:  # a parallel stage may have ended the run FAILED/KILLED meanwhile: keep that
-        mlflow.end_run(MlflowClient().get_run(run_id).info.status)
-        return
-    mlflow.end_run(status)
-    with _locked():
-        state = _read_state()
-        if state is not None and state["run_id"] == run_id:
-            STATE_FILE.unlink()
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise StageInterrupted(signum)
 
@@ -175,8 +153,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def stage_run(stage: str, params: Params, interrupted: tuple[type[BaseException], ...] = ()
               ) -> Iterator[mlflow.ActiveRun | None]:
-    """Run one stage inside this execution's MLflow run; FAILED on error, KILLED on SIGTERM/Ctrl-C or
-    `interrupted` exceptions (exit status 128 + signal), FINISHED after the final (report) stage.
+    """Run one stage inside this execution's MLflow run and end it: FINISHED, FAILED on error, KILLED on
+    SIGTERM/Ctrl-C or `interrupted` exceptions (exit status 128 + signal).
     Yields None (no tracking) on the other ranks of a torchrun launch."""
     if os.environ.get("RANK", "0") != "0":
         yield None
@@ -189,17 +167,17 @@ def stage_run(stage: str, params: Params, interrupted: tuple[type[BaseException]
         log_dataset(params)
         yield run
     except (StageInterrupted, KeyboardInterrupt, *interrupted) as exc:
-        _finish("KILLED")
+        mlflow.end_run("KILLED")
         print(f"{stage}: {exc or type(exc).__name__}; MLflow run {run.info.run_id} ended KILLED",
               file=sys.stderr)
         signum = exc.signum if isinstance(exc, StageInterrupted) else \
             signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
         raise SystemExit(128 + signum) from exc
     except BaseException:
-        _finish("FAILED")
+        mlflow.end_run("FAILED")
         raise
     else:
-        _finish("FINISHED" if stage == FINAL_STAGE else None)
+        mlflow.end_run("FINISHED")
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
