@@ -99,7 +99,8 @@ class EvaluateParams(InferenceConfig):
 class ReportParams(_Section):
     """The `report:` section: how much the HTML/Markdown report shows."""
 
-    num_samples: int = Field(4, ge=0, le=32, description="validation images shown as overlays")
+    num_samples: int = Field(4, ge=0, le=32,
+                             description="validation images drawn as instance overlays (+ most-overlapping)")
     max_runs: int = Field(20, ge=1, description="earlier runs of the experiment in the comparison table")
     dpi: int = Field(90, ge=30, le=300, description="resolution of the embedded plots")
 

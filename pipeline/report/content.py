@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from maskformer.data import CanonicalLayout, rgb_to_id
+from maskformer.evaluation.components import touching_same_class_pairs
 from pipeline import outputs as out
 from pipeline.params import Params
 from pipeline.report import plots
@@ -38,6 +39,7 @@ class Report:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # caption -> per-class table
     figures: dict[str, bytes] = field(default_factory=dict)  # file stem -> PNG bytes
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    crowded: pd.DataFrame = field(default_factory=pd.DataFrame)  # the images of the overlapping section
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,23 +75,80 @@ def _ordered(keys: Iterable[str], first: Iterable[str]) -> list[str]:
     return [k for k in first if k in keys] + sorted(k for k in keys if k not in first)
 
 
-def _samples(params: Params, count: int) -> list[plots.Sample]:
-    """`count` validation images spread over the split, with ground truth and whatever predictions exist."""
-    layout = CanonicalLayout(out.processed_dir(params.data))
-    truths = sorted(layout.semantic_dir("val").glob("*.png"))
-    spread = np.linspace(0, len(truths) - 1, min(count, len(truths))) if truths else []
-    picks = [truths[int(i)] for i in spread]
-    samples = []
-    for truth in picks:
-        image = next(layout.image_dir("val").glob(f"{truth.stem}.*"), None)
+def _touch(a: list[int] | None, b: list[int] | None) -> bool:
+    """Whether two COCO boxes [x, y, w, h], one pixel wider, meet (masks in them may touch); unknown: True."""
+    if a is None or b is None:
+        return True
+    return a[0] <= b[0] + b[2] and b[0] <= a[0] + a[2] and a[1] <= b[1] + b[3] and b[1] <= a[1] + a[3]
+
+
+class _Validation:
+    """The validation split's panoptic ground truth and predictions on disk, as plots.Sample per image."""
+
+    def __init__(self, params: Params, categories: list[dict]) -> None:
+        self.layout = CanonicalLayout(out.processed_dir(params.data))
+        self.index = {c["id"]: k for k, c in enumerate(categories)}
+        self.isthing = {c["id"]: bool(c["isthing"]) for c in categories}
+        self.truths = self._annotations(self.layout.panoptic_json("val"))
+        self.predictions = self._annotations(out.PANOPTIC_JSON)
+
+    @staticmethod
+    def _annotations(path: Path) -> dict[str, list[dict]]:
+        """PNG stem -> segments_info of a COCO panoptic JSON (empty when it is missing)."""
+        content = json.loads(path.read_text()) if path.exists() else {"annotations": []}
+        return {Path(a["file_name"]).stem: a["segments_info"] for a in content["annotations"]}
+
+    def _instance(self, info: dict) -> bool:
+        """Whether a segment is a thing instance (a crowd region is none: it is drawn as stuff)."""
+        return bool(info.get("isthing", self.isthing[info["category_id"]])) and not info.get("iscrowd", 0)
+
+    def _panoptic(self, png: Path, infos: list[dict]) -> plots.Panoptic:
+        """A COCO panoptic PNG and its segments_info as segment ids and (id, class index, isthing)."""
+        ids = rgb_to_id(np.asarray(Image.open(png).convert("RGB")))
+        segments = [(s["id"], self.index[s["category_id"]], self._instance(s)) for s in infos]
+        return plots.Panoptic(ids, segments)
+
+    def sample(self, stem: str, caption: str = "") -> plots.Sample | None:
+        """One image with its ground truth and whatever predictions exist; None without the image."""
+        image = next(self.layout.image_dir("val").glob(f"{stem}.*"), None)
         if image is None:
-            continue
-        sem_pred, pan_pred = out.SEMANTIC_PREDICTIONS / truth.name, out.PANOPTIC_PREDICTIONS / truth.name
-        panoptic = rgb_to_id(np.asarray(Image.open(pan_pred).convert("RGB"))) if pan_pred.exists() else None
-        samples.append(plots.Sample(
-            truth.stem, np.asarray(Image.open(image).convert("RGB")), np.asarray(Image.open(truth)),
-            np.asarray(Image.open(sem_pred)) if sem_pred.exists() else None, panoptic))
-    return samples
+            return None
+        truth = self._panoptic(self.layout.panoptic_png("val", stem), self.truths[stem])
+        sem, pan = out.SEMANTIC_PREDICTIONS / f"{stem}.png", out.PANOPTIC_PREDICTIONS / f"{stem}.png"
+        semantic = np.asarray(Image.open(sem)) if sem.exists() else None
+        predicted = pan.exists() and stem in self.predictions
+        panoptic = self._panoptic(pan, self.predictions[stem]) if predicted else None
+        picture = np.asarray(Image.open(image).convert("RGB"))
+        return plots.Sample(stem, picture, truth, semantic, panoptic, caption)
+
+    def spread(self, count: int) -> list[plots.Sample]:
+        """`count` images spread evenly over the split."""
+        stems = sorted(self.truths)
+        picks = np.linspace(0, len(stems) - 1, min(count, len(stems))).round().astype(int) if stems else []
+        return [s for s in (self.sample(stems[i]) for i in picks) if s is not None]
+
+    def _touching_pairs(self, stem: str) -> int:
+        """Touching same-class thing pairs of one ground-truth image (its PNG read only if boxes meet)."""
+        boxes: dict[int, list[list[int] | None]] = {}
+        for info in self.truths[stem]:
+            if self._instance(info):
+                boxes.setdefault(info["category_id"], []).append(info.get("bbox"))
+        if not any(_touch(a, b) for same in boxes.values() for i, a in enumerate(same) for b in same[i + 1:]):
+            return 0
+        truth = self._panoptic(self.layout.panoptic_png("val", stem), self.truths[stem])
+        return touching_same_class_pairs(truth.ids, truth.segments)
+
+    def crowded(self, count: int) -> tuple[list[plots.Sample], pd.DataFrame]:
+        """The `count` images with most touching same-class thing pairs in the ground truth (ties by name),
+        and a table of them: image, pairs, thing instances."""
+        found = [(pairs, stem) for stem in (sorted(self.truths) if count else [])
+                 if (pairs := self._touching_pairs(stem))]
+        top = sorted(found, key=lambda f: -f[0])[:count]
+        table = pd.DataFrame([{"image": stem, "touching same-class pairs": pairs,
+                               "thing instances": sum(map(self._instance, self.truths[stem]))}
+                              for pairs, stem in top])
+        samples = [self.sample(stem, f"{pairs} touching same-class pairs") for pairs, stem in top]
+        return [s for s in samples if s is not None], table
 
 
 def environment(params: Params, run_id: str | None) -> dict[str, str]:
@@ -129,12 +188,16 @@ def build_report(params: Params, run_id: str | None = None, title: str | None = 
             report.tables[caption] = table
     manifest = CanonicalLayout(out.processed_dir(params.data)).manifest
     categories = json.loads(manifest.read_text())["categories"] if manifest.exists() else []
+    names = [c["name"] for c in categories]
+    validation = _Validation(params, categories)
+    crowded, report.crowded = validation.crowded(params.report.num_samples)
     figures = {
         "training_curves": plots.training_curves(_read_csv(out.TRAIN_LOG), dpi),
         "per_class_iou": plots.per_class_iou(_read_csv(out.SEMANTIC_PER_CLASS), dpi),
         "confusion": plots.confusion_heatmap(_read_csv(out.SEMANTIC_CONFUSION), dpi),
-        "overlays": plots.overlays(_samples(params, params.report.num_samples), len(categories), dpi),
-        "class_legend": plots.class_legend([c["name"] for c in categories], dpi),
+        "overlays": plots.overlays(validation.spread(params.report.num_samples), names, dpi),
+        "overlapping": plots.overlays(crowded, names, dpi),
+        "class_legend": plots.class_legend(names, dpi),
     }
     report.figures = {k: v for k, v in figures.items() if v is not None}
     try:

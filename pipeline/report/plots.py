@@ -1,8 +1,10 @@
-"""The report's figures as PNG bytes (matplotlib Agg): curves, per-class IoU, confusion, overlays."""
+"""The report's figures as PNG bytes (matplotlib Agg): curves, per-class IoU, confusion, and validation
+samples with their instances outlined."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -12,17 +14,40 @@ matplotlib.use("Agg")  # headless: the report is built by a stage process withou
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import hsv_to_rgb  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+SegmentInfo = tuple[int, int, bool]  # (segment id, class index, isthing)
+
+
+@dataclass
+class Panoptic:
+    """A segment-id map [H, W] (0 = void) and its segments (id, class index, isthing)."""
+
+    ids: np.ndarray
+    segments: list[SegmentInfo]
 
 
 @dataclass
 class Sample:
-    """One validation image with its ground truth and predictions (class maps: uint8, 255 = ignore)."""
+    """One validation image with its ground truth and whatever predictions exist."""
 
     name: str
     image: np.ndarray  # [H, W, 3] uint8
-    truth: np.ndarray  # [H, W] class index
-    semantic: np.ndarray | None  # [H, W] predicted class index
-    panoptic: np.ndarray | None  # [H, W] predicted segment id (0 = none)
+    truth: Panoptic
+    semantic: np.ndarray | None  # [H, W] predicted class index, 255 = ignore
+    panoptic: Panoptic | None
+    caption: str = ""  # shown under the name (why this image was picked)
+
+
+@dataclass(frozen=True)
+class Label:
+    """Text for one thing segment at a pixel inside it (x, y), in its outline colour (RGB 0..255)."""
+
+    x: int
+    y: int
+    text: str
+    color: tuple[int, int, int]
 
 
 def _png(fig: plt.Figure, dpi: int) -> bytes:
@@ -49,12 +74,10 @@ def colorize(labels: np.ndarray, colors: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def colorize_segments(ids: np.ndarray) -> np.ndarray:
-    """Segment-id map -> RGB with a pseudo-random colour per segment (0 = none: black)."""
-    rng = np.random.default_rng(0)
-    palette = rng.integers(40, 256, size=(int(ids.max()) + 1, 3), dtype=np.uint8)
-    palette[0] = 0
-    return palette[ids]
+def instance_colors(count: int) -> np.ndarray:
+    """`count` saturated RGB colours [N, 3], hues a golden-ratio step apart so neighbours in order differ."""
+    hues = (np.arange(count) * 0.618034) % 1.0
+    return (hsv_to_rgb(np.stack([hues, np.ones(count), np.ones(count)], axis=-1)) * 255).astype(np.uint8)
 
 
 def blend(image: np.ndarray, rgb: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -120,24 +143,84 @@ def confusion_heatmap(confusion: pd.DataFrame, dpi: int) -> bytes | None:
     return _png(fig, dpi)
 
 
-def overlays(samples: list[Sample], num_classes: int, dpi: int) -> bytes | None:
-    """One row per sample: image | ground truth | semantic prediction | panoptic prediction (by segment)."""
+def _things(segments: Sequence[SegmentInfo]) -> list[tuple[int, int, np.ndarray]]:
+    """(id, class, outline colour) of each thing segment, colours in list order."""
+    things = [(seg_id, cls) for seg_id, cls, isthing in segments if isthing]
+    return [(seg_id, cls, color) for (seg_id, cls), color in zip(things, instance_colors(len(things)),
+                                                                  strict=True)]
+
+
+def draw_instances(image: np.ndarray, ids: np.ndarray, segments: Sequence[SegmentInfo], names: Sequence[str],
+                   width: int = 1) -> np.ndarray:
+    """The image [H, W, 3] uint8 with stuff segments as a faint fill in their class colour and each thing
+    segment outlined (its pixels within `width` of its mask's edge) in a colour of its own."""
+    classes = class_colors(len(names))
+    fill = np.zeros_like(image)
+    for seg_id, cls, isthing in segments:
+        if not isthing:
+            fill[ids == seg_id] = classes[cls]
+    picture = blend(image, fill, alpha=0.35)
+    for seg_id, _, color in _things(segments):
+        mask = ids == seg_id
+        picture[mask & ~ndimage.binary_erosion(mask, iterations=width)] = color
+    return picture
+
+
+def instance_labels(ids: np.ndarray, segments: Sequence[SegmentInfo], names: Sequence[str]) -> list[Label]:
+    """A label per drawn thing segment at its pixel farthest from its edge: the class name, with #k when
+    the image holds several of that class (k in list order), in the segment's outline colour."""
+    drawn = [(cls, color, np.nonzero(ids == seg_id)) for seg_id, cls, color in _things(segments)]
+    drawn = [(cls, color, (rows, cols)) for cls, color, (rows, cols) in drawn if rows.size]
+    totals = np.bincount([cls for cls, _, _ in drawn], minlength=len(names))
+    seen = np.zeros_like(totals)
+    labels = []
+    for cls, color, (rows, cols) in drawn:
+        top, left = rows.min(), cols.min()
+        crop = np.zeros((rows.max() - top + 3, cols.max() - left + 3), bool)  # a void border: edges count
+        crop[rows - top + 1, cols - left + 1] = True
+        y, x = np.unravel_index(ndimage.distance_transform_edt(crop).argmax(), crop.shape)
+        seen[cls] += 1
+        text = f"{names[cls]}#{seen[cls]}" if totals[cls] > 1 else names[cls]
+        labels.append(Label(int(left + x - 1), int(top + y - 1), text, tuple(int(c) for c in color)))
+    return labels
+
+
+def _instances_panel(ax: plt.Axes, image: np.ndarray, panoptic: Panoptic, names: Sequence[str],
+                     title: str) -> None:
+    """Outlined instances with their labels, the title counting them."""
+    width = max(1, round(max(image.shape[:2]) / 250))  # outlines stay visible once the figure scales down
+    ax.imshow(draw_instances(image, panoptic.ids, panoptic.segments, names, width))
+    labels = instance_labels(panoptic.ids, panoptic.segments, names)
+    for label in labels:
+        light = np.dot(label.color, (0.299, 0.587, 0.114)) > 150  # dark text on a light outline colour
+        ax.text(label.x, label.y, label.text, color="black" if light else "white", fontsize=5.5, ha="center",
+                va="center", bbox={"facecolor": np.array(label.color) / 255, "alpha": 0.8, "pad": 0.6,
+                                   "linewidth": 0})
+    ax.set_title(f"{title}: {len(labels)} instances", fontsize=9)
+
+
+def overlays(samples: list[Sample], names: Sequence[str], dpi: int) -> bytes | None:
+    """One row per sample: image | ground-truth instances | predicted instances | semantic prediction
+    (prediction columns only when some sample has one)."""
     if not samples:
         return None
-    colors = class_colors(num_classes)
     panoptic = any(s.panoptic is not None for s in samples)
-    cols = 4 if panoptic else 3
+    semantic = any(s.semantic is not None for s in samples)
+    cols = 2 + panoptic + semantic
     fig, axes = plt.subplots(len(samples), cols, figsize=(3 * cols, 3 * len(samples)), squeeze=False)
     for row, sample in zip(axes, samples, strict=True):
-        panels = [(sample.image, sample.name),
-                  (blend(sample.image, colorize(sample.truth, colors)), "ground truth")]
-        if sample.semantic is not None:
-            panels.append((blend(sample.image, colorize(sample.semantic, colors)), "semantic prediction"))
-        if sample.panoptic is not None:
-            panels.append((blend(sample.image, colorize_segments(sample.panoptic)), "panoptic (by segment)"))
-        for ax, (picture, title) in zip(row, panels, strict=False):
-            ax.imshow(picture)
-            ax.set_title(title, fontsize=9)
+        row[0].imshow(sample.image)
+        row[0].set_title(f"{sample.name}\n{sample.caption}" if sample.caption else sample.name, fontsize=9)
+        _instances_panel(row[1], sample.image, sample.truth, names, "ground truth")
+        if panoptic and sample.panoptic is not None:
+            _instances_panel(row[2], sample.image, sample.panoptic, names, "predicted")
+        elif panoptic:
+            row[2].set_title("no panoptic prediction", fontsize=9)
+        if semantic:
+            if sample.semantic is not None:
+                row[-1].imshow(blend(sample.image, colorize(sample.semantic, class_colors(len(names)))))
+            row[-1].set_title("semantic prediction" if sample.semantic is not None else
+                              "no semantic prediction", fontsize=9)
         for ax in row:
             ax.axis("off")
     return _png(fig, dpi)

@@ -18,7 +18,13 @@ text-align:right}th{background:#f3f3f3}img{max-width:100%;display:block;margin:.
 _FIGURE_SECTIONS = {"training": ("Training curves", ["training_curves"]),
                     "per-class": ("Per-class results", ["per_class_iou"]),
                     "confusion": ("Confusion matrix", ["confusion"]),
-                    "samples": ("Validation samples", ["overlays", "class_legend"])}
+                    "samples": ("Validation samples", ["overlays", "class_legend"]),
+                    "overlapping": ("Overlapping same-class instances", ["overlapping"])}
+_OVERLAPPING = ("The validation images whose ground truth has the most pairs of same-class objects that "
+                "touch. A per-pixel classifier gives such a pair one connected region of the class, so it "
+                "cannot tell them apart; mask classification predicts one mask per object.")
+_INTROS = {"overlapping": _OVERLAPPING}
+_EMPTY = {"overlapping": "no validation image with touching same-class instances to show"}  # others: not run
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -41,6 +47,16 @@ def _headline_frame(headline: dict[str, dict[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "value"])
 
 
+def _section_tables(key: str, report: Report) -> list[str]:
+    """The tables under a figure section's figures: per-class results, the overlapping images."""
+    if key == "per-class":
+        return [f"<details open><summary>{html.escape(c)}</summary>{_html_table(t)}</details>"
+                for c, t in report.tables.items()]
+    if key == "overlapping" and not report.crowded.empty:
+        return [_html_table(report.crowded)]
+    return []
+
+
 def render_html(report: Report) -> str:
     """The report as one HTML page with inline CSS and figures (no external files or requests)."""
     parts = [f"<h1>MaskFormer run report: {html.escape(report.title)}</h1>",
@@ -52,11 +68,12 @@ def render_html(report: Report) -> str:
     parts.append("</section>")
     for key, (title, names) in _FIGURE_SECTIONS.items():
         parts.append(f'<section id="{key}"><h2>{title}</h2>')
+        if key in _INTROS:
+            parts.append(f"<p>{html.escape(_INTROS[key])}</p>")
         shown = [_img(report.figures[n], n) for n in names if n in report.figures]
-        parts += shown or ['<p class="note">nothing to show (the stage has not run)</p>']
-        if key == "per-class":
-            parts += [f"<details open><summary>{html.escape(c)}</summary>{_html_table(t)}</details>"
-                      for c, t in report.tables.items()]
+        empty = _EMPTY.get(key, "nothing to show (the stage has not run)")
+        parts += shown or [f'<p class="note">{empty}</p>']
+        parts += _section_tables(key, report)
         parts.append("</section>")
     runs = _html_table(report.runs) if not report.runs.empty else "<p>no runs recorded yet</p>"
     parts.append(f'<section id="runs"><h2>Earlier runs (MLflow)</h2>{runs}</section>')
@@ -78,12 +95,15 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def render_markdown(report: Report, html_name: str = "report.html") -> str:
-    """A short summary (headline metrics, weakest classes, earlier runs, environment) for MLflow/Prefect."""
+    """A short summary (headline metrics, weakest classes, the images with touching same-class instances,
+    earlier runs, environment) for MLflow/Prefect."""
     parts = [f"# MaskFormer run report: {report.title}", "", _md_table(_headline_frame(report.headline)), ""]
     parts += [f"> {n}" for n in report.notes]
     semantic = report.tables.get("semantic segmentation per class")
     if semantic is not None:
         parts += ["", "## Weakest classes (IoU)", "", _md_table(semantic.nsmallest(5, "IoU"))]
+    if not report.crowded.empty:
+        parts += ["", "## Overlapping same-class instances", "", _OVERLAPPING, "", _md_table(report.crowded)]
     if not report.runs.empty:
         runs = report.runs.drop(columns=["run_id"]).head(10)
         parts += ["", "## Earlier runs", "", _md_table(runs)]
