@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from maskformer.evaluation import semantic_to_instances
+from maskformer.evaluation.components import per_pixel_panoptic
 
 STUFF, IGNORE = 0, 255
 
@@ -72,3 +73,22 @@ def test_bad_shapes_are_refused():
         semantic_to_instances(np.zeros((2, 3, 4)), thing_ids=[1])
     with pytest.raises(ValueError, match="probs shape"):
         semantic_to_instances(np.zeros((3, 4), int), thing_ids=[1], probs=np.zeros((2, 4, 3)))
+
+
+def test_per_pixel_panoptic_gives_a_segment_per_stuff_class_and_per_thing_region():
+    import torch
+
+    sem = np.zeros((6, 8), np.int64)  # class 0 stuff background
+    sem[1:3, 1:3] = 1  # two class-1 blobs (a thing) and a class-2 strip (stuff)
+    sem[4:6, 5:8] = 1
+    sem[:, 4] = 2
+    scores = torch.zeros(3, 6, 8)
+    scores.scatter_(0, torch.from_numpy(sem)[None], 0.9)
+    ids, segments, found = per_pixel_panoptic(scores, thing_ids=[1], min_area=2)
+    assert [(s["category_id"], s["isthing"], s["area"]) for s in segments] == [
+        (0, False, 32), (2, False, 6), (1, True, 4), (1, True, 6)]
+    for s in segments:
+        assert int((ids == s["id"]).sum()) == s["area"]
+    assert found["labels"].tolist() == [1, 1] and found["masks"].shape == (2, 6, 8)
+    assert torch.equal(found["masks"][0], torch.from_numpy(sem == 1) & (torch.arange(6)[:, None] < 3))
+    assert torch.allclose(found["scores"], torch.tensor([0.9, 0.9]))

@@ -131,17 +131,28 @@ def test_evaluate_instance_writes_coco_and_panoptic_predictions(workspace, monke
         assert ids == {s["id"] for s in ann["segments_info"]}
 
 
-def test_instance_evaluation_is_not_available_for_the_per_pixel_baseline(workspace, monkeypatch):
+def test_the_per_pixel_baselines_instances_are_connected_regions_of_its_class_map(workspace, monkeypatch):
     root, params = workspace
     monkeypatch.chdir(root)
+    from pycocotools import mask as mask_utils
+    from scipy import ndimage
+
     from maskformer import build_model
     from maskformer.evaluation.predict import Predictor
 
     cfg = params.model.replace(architecture="per_pixel_baseline", num_classes=6)
+    torch.manual_seed(0)
     predictor = Predictor(build_model(cfg), params.evaluate)
     record = {"config": cfg.to_dict(), "params": params.model_dump()}
-    content = mask_metrics(params, predictor, record).content
-    assert content["segm"] is None and "not available" in content["note"]
+    result = mask_metrics(params, predictor, record)
+    assert set(result.content["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert {"PQ", "PQ_th", "PQ_st"} <= set(result.content["panoptic_seg"])
+    things = {c["id"] for c in result.categories if c["isthing"]}
+    assert result.results, "an untrained model still predicts some thing regions"
+    for r in result.results:  # each instance: one 4-connected region of a thing class, big enough
+        mask = mask_utils.decode(r["segmentation"]).astype(bool)
+        assert r["category_id"] in things and ndimage.label(mask)[1] == 1
+        assert mask.sum() >= params.evaluate.component_min_area
     assert set(semantic_metrics(params, predictor).headline) == {"mIoU", "fwIoU", "mACC", "pACC"}
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 
@@ -77,3 +78,30 @@ def touching_same_class_pairs(ids: np.ndarray, segments: Sequence[tuple[int, int
     edges = np.concatenate([np.stack([a[a != b], b[a != b]], axis=1) for a, b in neighbours])
     pairs = np.unique(np.sort(edges, axis=1), axis=0)
     return sum(int(p) in things and int(q) in things and things[int(p)] == things[int(q)] for p, q in pairs)
+
+
+def per_pixel_panoptic(scores: torch.Tensor, thing_ids: Iterable[int], min_area: int = 1
+                       ) -> tuple[torch.Tensor, list[dict], dict[str, torch.Tensor]]:
+    """What a per-pixel model offers panoptic and instance evaluation, from its class scores [K, H, W]:
+    the argmax map with one segment per stuff class present and one per connected region of a thing
+    class (`semantic_to_instances`), in the formats of maskformer.inference's panoptic_inference (id map
+    [H, W] int32, 0 = void; segments_info) and instance_inference (masks, scores, labels)."""
+    probs = scores.float().cpu().numpy()
+    sem_seg = probs.argmax(0)
+    things = set(int(t) for t in thing_ids)
+    instances = semantic_to_instances(sem_seg, things, min_area, probs)
+    panoptic = np.zeros(sem_seg.shape, np.int32)
+    segments: list[dict] = []
+    stuff = [(int(c), sem_seg == c) for c in np.unique(sem_seg) if int(c) not in things]
+    regions = [*stuff, *zip(instances.labels.tolist(), instances.masks, strict=True)]
+    for cls, mask in regions:
+        if cls not in things and mask.sum() < min_area:
+            continue
+        panoptic[mask] = len(segments) + 1
+        segments.append({"id": len(segments) + 1, "category_id": cls, "isthing": cls in things,
+                         "area": int(mask.sum())})
+    device = scores.device
+    found = {"masks": torch.from_numpy(instances.masks).to(device),
+             "scores": torch.from_numpy(instances.scores).to(device),
+             "labels": torch.from_numpy(instances.labels).to(device)}
+    return torch.from_numpy(panoptic).to(device), segments, found

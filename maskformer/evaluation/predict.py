@@ -21,9 +21,11 @@ class InferenceConfig:
     size_divisibility: int = 32  # pad so every backbone stride divides the input
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    component_min_area: int = 16  # per-pixel baseline: smallest connected region taken as an instance
 
     def __post_init__(self) -> None:
-        for name, low in (("test_size", 32), ("max_size", 32), ("size_divisibility", 1)):
+        lows = (("test_size", 32), ("max_size", 32), ("size_divisibility", 1), ("component_min_area", 1))
+        for name, low in lows:
             if getattr(self, name) < low:
                 raise ValueError(f"InferenceConfig.{name}={getattr(self, name)}: must be >= {low}")
         if not self.scales or min(self.scales) <= 0:

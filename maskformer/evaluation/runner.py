@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from maskformer.engine.runtime import progress_bar
+from maskformer.evaluation.components import per_pixel_panoptic
 from maskformer.evaluation.instance import coco_mask_ap, encode_masks
 from maskformer.evaluation.panoptic import PanopticEvaluator
 from maskformer.evaluation.predict import Predictor
@@ -60,8 +61,11 @@ def evaluate_masks(
     topk: int = 100,
     on_image: OnImage | None = None,
     progress: bool = True,
+    component_min_area: int | None = None,
 ) -> dict[str, Any]:
-    """Panoptic PQ/SQ/RQ and COCO mask AP of one MaskFormer over a panoptic-task dataset.
+    """Panoptic PQ/SQ/RQ and COCO mask AP of one MaskFormer over a panoptic-task dataset; with
+    `component_min_area`, of a per-pixel model instead, its instances the connected regions of each thing
+    class in its class map (at least that many pixels; the paper's comparison).
 
     Class ids are contiguous (0..K-1); COCO results use the dataset's category ids. on_image receives
     (target, {"panoptic": id map [H, W], "segments": [...], "instances": {masks, scores, labels}}).
@@ -75,13 +79,18 @@ def evaluate_masks(
     results: list[dict] = []
     for i in _progress(len(dataset), "evaluate panoptic+instance", progress):
         image, target = dataset[i]
-        logits, masks = predictor.masks(image)
-        pan_ids, segments = panoptic_inference(
-            logits, masks, thing_ids, object_mask_threshold, overlap_threshold
-        )
+        if component_min_area is None:
+            logits, masks = predictor.masks(image)
+            pan_ids, segments = panoptic_inference(
+                logits, masks, thing_ids, object_mask_threshold, overlap_threshold
+            )
+            instances = instance_inference(logits, masks, topk, thing_ids)
+        else:
+            pan_ids, segments, instances = per_pixel_panoptic(
+                predictor.semantic(image), thing_ids, component_min_area
+            )
         gt_ids, gt_segments = ground_truth_segments(target)
         panoptic.update(pan_ids.cpu().numpy(), segments, gt_ids.numpy(), gt_segments)
-        instances = instance_inference(logits, masks, topk, thing_ids)
         instances = {k: v.cpu() for k, v in instances.items()}
         for rle, score, label in zip(
             encode_masks(instances["masks"]),

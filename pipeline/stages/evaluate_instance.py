@@ -1,4 +1,5 @@
-"""Stage `evaluate_instance`: COCO mask AP and panoptic PQ/SQ/RQ of one MaskFormer on the validation split.
+"""Stage `evaluate_instance`: COCO mask AP and panoptic PQ/SQ/RQ of the model on the validation split (for the
+per-pixel baseline, its instances are the connected regions of each thing class in its class map).
 
 Writes metrics/instance.json ({"segm": {...}, "panoptic_seg": {...}} in percent, or null with a reason
 where not available), metrics/instance_per_class.csv, metrics/panoptic_per_class.csv and the predictions
@@ -46,8 +47,6 @@ class InstanceResult:
 
 def unavailable_reason(record: dict, categories: list[dict]) -> str | None:
     """Why mask metrics cannot be computed for this model and data set, or None."""
-    if record["config"]["architecture"] != "maskformer":
-        return "not available: the per-pixel baseline predicts no masks"
     if record["params"]["input"]["task"] != "panoptic":
         return "not available: the model was trained on semantic targets (semantic-only data set)"
     if not any(c["isthing"] for c in categories):
@@ -64,8 +63,10 @@ def mask_metrics(params: Params, predictor: Predictor, record: dict, on_image: O
         return InstanceResult({"segm": None, "panoptic_seg": None, "note": reason}, dataset.categories)
     coco_gt = json.loads(CanonicalLayout(processed_dir(params.data)).instances_json("val").read_text())
     cfg = record["config"]
+    per_pixel = cfg["architecture"] != "maskformer"  # its instances: connected regions of its class map
     result = evaluate_masks(predictor, dataset, coco_gt, cfg["object_mask_threshold"],
-                            cfg["overlap_threshold"], cfg["test_topk_per_image"], on_image=on_image)
+                            cfg["overlap_threshold"], cfg["test_topk_per_image"], on_image=on_image,
+                            component_min_area=params.evaluate.component_min_area if per_pixel else None)
     segm = result["segm"]
     content = {"segm": {k: segm[k] for k in SEGM_HEADLINE} if segm else None,
                "panoptic_seg": result["panoptic_seg"]}
