@@ -68,3 +68,17 @@ def test_no_commit_is_refused_by_name(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
     with pytest.raises(DvcError, match="commit the project first"), workspace("run", tmp_path):
         pass
+
+
+def test_a_revision_runs_that_commit_as_committed(project: Path) -> None:
+    first = _git(project, "rev-parse", "HEAD").strip()
+    (project / "params.yaml").write_text("train:\n  lr: 0.003\n")
+    _git(project, "commit", "-q", "-am", "lr 0.003")
+    (project / "params.yaml").write_text("train:\n  lr: 0.004\n")  # uncommitted: not part of a revision
+    (project / "new.py").write_text("x = 1\n")
+    with workspace("again", project, revision=first[:8]) as (root, untracked):
+        assert _git(root, "rev-parse", "HEAD").strip() == first
+        assert (root / "params.yaml").read_text() == "train:\n  lr: 0.001\n"
+        assert untracked == [] and not (root / "new.py").exists()
+    with pytest.raises(DvcError, match="no git commit 'nope'"), workspace("bad", project, revision="nope"):
+        pass

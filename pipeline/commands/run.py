@@ -63,6 +63,9 @@ def main(params_path: str, argv: list[str]) -> int:
     parser.add_argument("--apply", action="store_true",
                         help="when the run ends, bring its experiment (params, dvc.lock, outputs) into the "
                              "working copy with `dvc exp apply` (what `make run` does)")
+    parser.add_argument("--revision", default=None, metavar="COMMIT",
+                        help="run this git commit as committed (to reproduce an earlier run: its commit and "
+                             "overrides), instead of HEAD with the working copy's changes")
     args = parser.parse_args(argv)
     from pipeline.orchestration.overrides import parse_overrides
 
@@ -73,9 +76,10 @@ def main(params_path: str, argv: list[str]) -> int:
     from pipeline.orchestration.deployment import RunSettings
     from pipeline.orchestration.flow import pipeline_flow
 
-    summary = pipeline_flow(settings=RunSettings(extra=overrides), apply=args.apply)
+    summary = pipeline_flow(settings=RunSettings(extra=overrides), apply=args.apply, revision=args.revision)
     name = summary["run_name"]
     print(f"run {name}: " + ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))
+    print(f"commit: {summary['commit']}" + ("" if args.revision else " + the working copy's changes"))
     print(f"DVC experiment: {summary['experiment']} (dvc exp show" + (", applied to the working copy)"
                                                                        if args.apply else ")"))
     print(f"report: {summary['report'] or f'`dvc exp apply {name}` puts it in reports/'}")

@@ -30,7 +30,7 @@ from pipeline.orchestration.deployment import RunSettings
 from pipeline.orchestration.dvc_cli import dvc_command, stage_env, stage_order
 from pipeline.orchestration.overrides import validate_overrides, write_overrides
 from pipeline.orchestration.process import stream
-from pipeline.orchestration.workspace import workspace
+from pipeline.orchestration.workspace import head_commit, workspace
 from pipeline.params import ParamsError, load_params
 
 FLOW_NAME = "maskformer-pipeline"
@@ -166,9 +166,11 @@ def publish_artifacts(name: str, root: Path, ran: bool, report: Path | None) -> 
 @flow(name=FLOW_NAME, flow_run_name=_flow_run_name, log_prints=True,
       description="MaskFormer pipeline: the stages of dvc.yaml, run through DVC in the run's own workspace, "
                   "saved as a DVC experiment named after the flow run.")
-def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False) -> dict[str, Any]:
+def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False, revision: str | None = None
+                  ) -> dict[str, Any]:
     """Validate the overrides, make the run's workspace, run every DVC stage there as a task, save the
-    experiment, publish; `apply`: bring the experiment into the working copy (what `make run` does)."""
+    experiment, publish; `apply`: bring the experiment into the working copy (what `make run` does);
+    `revision`: run that git commit as committed (its params.yaml + the overrides), not HEAD + changes."""
     overrides = settings.overrides()
     validate_overrides(PARAMS, overrides)  # before any work: a bad key fails here, named
     logger = get_run_logger()
@@ -176,10 +178,12 @@ def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False) -> di
     env = {"PIPELINE_RUN_NAME": name, "PREFECT_FLOW_RUN_ID": str(flow_run.id or ""), "DVC_EXP_NAME": name}
     progress_id = create_progress_artifact(0.0, key="pipeline-progress", description="stages done")
     results: dict[str, str] = {}
-    with workspace(name) as (root, untracked):
+    with workspace(name, revision=revision) as (root, untracked):
+        validate_overrides(root / PARAMS, overrides)  # the commit's params.yaml when `revision` is given
         write_overrides(root / PARAMS, overrides)
-        stages = stage_order(root)
-        logger.info("workspace %s%s", root, "".join(f", set {k}={v!r}" for k, v in overrides.items()))
+        stages, commit = stage_order(root), head_commit(root)
+        logger.info("workspace %s at %s%s%s", root, commit, "" if revision else " + uncommitted changes",
+                    "".join(f", set {k}={v!r}" for k, v in overrides.items()))
         for i, stage in enumerate(stages):
             retries, delay = RETRIES.get(stage, DEFAULT_RETRIES)
             runner = run_stage.with_options(name=stage, task_run_name=f"{stage} [{name}]", retries=retries,
@@ -192,5 +196,5 @@ def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False) -> di
         report = out.REPORT_HTML if apply and out.REPORT_HTML.exists() else None
         logger.info("stages: %s", ", ".join(f"{s} {r}" for s, r in results.items()))
         mlflow_run = publish_artifacts(name, root, any(r == "ran" for r in results.values()), report)
-    return {"run_name": name, "stages": results, "experiment": experiment, "mlflow": mlflow_run,
-            "report": str(report.resolve()) if report else None}
+    return {"run_name": name, "commit": commit, "stages": results, "experiment": experiment,
+            "mlflow": mlflow_run, "report": str(report.resolve()) if report else None}

@@ -1,4 +1,5 @@
-"""A flow run's own workspace: a git worktree of HEAD plus the working copy's uncommitted changes, in
+"""A flow run's own workspace: a git worktree of HEAD plus the working copy's uncommitted changes (or of a
+given commit alone), in
 .dvc/tmp/runs/<run name>/, sharing the project's DVC cache. The run's stages execute and its DVC
 experiment is saved there, so a run never writes the user's working copy and parallel runs never meet.
 
@@ -29,11 +30,14 @@ def _run(command: list[str], cwd: Path, stdin: bytes | None = None) -> bytes:
     return result.stdout
 
 
-def head_commit(root: Path = Path(".")) -> str:
-    """The commit a run starts from; a clear error where there is none (no git, nothing committed)."""
+def head_commit(root: Path = Path("."), revision: str | None = None) -> str:
+    """The commit a run starts from (HEAD, or `revision`); a clear error where there is none."""
     try:
-        return _run(["git", "rev-parse", "--verify", "HEAD^{commit}"], root).decode().strip()
+        spec = f"{revision or 'HEAD'}^{{commit}}"
+        return _run(["git", "rev-parse", "--verify", spec], root).decode().strip()
     except DvcError:
+        if revision:
+            raise DvcError(f"{root.resolve()}: no git commit {revision!r} to run") from None
         raise DvcError(f"{root.resolve()}: every run is a DVC experiment on a git commit, and there is "
                        "none: `git init` and commit the project first") from None
 
@@ -62,13 +66,14 @@ def _remove(root: Path, path: Path) -> None:
     lock_file(path).unlink(missing_ok=True)
 
 
-def _create(root: Path, path: Path, commit: str) -> list[str]:
-    """The worktree at `commit` with the working copy's changes and untracked files; returns those files."""
+def _create(root: Path, path: Path, commit: str, changes: bool) -> list[str]:
+    """The worktree at `commit`, with the working copy's changes and untracked files if `changes`; returns
+    those files."""
     _run(["git", "worktree", "add", "--detach", str(path), commit], root)
-    diff = _run(["git", "diff", "--binary", "HEAD"], root)
+    diff = _run(["git", "diff", "--binary", "HEAD"], root) if changes else b""
     if diff.strip():
         _run(["git", "apply", "--binary", "--whitespace=nowarn"], path, stdin=diff)
-    untracked = uncommitted(root)
+    untracked = uncommitted(root) if changes else []
     for rel in untracked:
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, path / rel)
@@ -82,17 +87,19 @@ def _create(root: Path, path: Path, commit: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def workspace(name: str, root: Path = Path(".")) -> Iterator[tuple[Path, list[str]]]:
-    """(the run's workspace, the untracked files it took along); removed when the run ends."""
+def workspace(name: str, root: Path = Path("."), revision: str | None = None
+              ) -> Iterator[tuple[Path, list[str]]]:
+    """(the run's workspace, the untracked files it took along); removed when the run ends. At HEAD with
+    the working copy's changes, or at the commit `revision` exactly (to reproduce an earlier run)."""
     root = root.resolve()
-    commit = head_commit(root)
+    commit = head_commit(root, revision)
     prune(root)
     path = root / RUN_WORKSPACES / name
     with exclusive(lock_file(path)):
         if path.exists():
             _remove(root, path)
         try:
-            untracked = _create(root, path, commit)
+            untracked = _create(root, path, commit, changes=not revision)
             yield path, untracked
         finally:
             _remove(root, path)

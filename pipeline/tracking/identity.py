@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.outputs import processed_dir, project_root
+from pipeline.outputs import processed_dir
 from pipeline.params import Params
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
@@ -49,11 +49,11 @@ def param_dict(params: Params) -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """HEAD of the project's git repository, or None outside one."""
+    """HEAD of the workspace the stage runs in (a flow run's worktree, a DVC experiment's, the project),
+    or None outside git."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=project_root(),
             capture_output=True,
             text=True,
             timeout=10,
