@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run compare test lint clean
 setup: $(STAMP)
 
 # Rebuilt only when the install files change; torch first so pip takes the pinned build.
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 # working copy; it ends by printing where the report and the MLflow run are.
 run: setup
 	$(BIN)/python -m pipeline run --apply
+
+# The paper's comparison: MaskFormer and the per-pixel baseline trained alike, side by side (comparisons/).
+compare: setup
+	$(BIN)/python -m pipeline compare_architectures
 
 test: setup
 	$(BIN)/ruff check maskformer pipeline tests

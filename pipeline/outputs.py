@@ -48,6 +48,7 @@ SEGM_HEADLINE = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 PANOPTIC_HEADLINE = ("PQ", "SQ", "RQ")
 
 RUN_WORKSPACES = Path(".dvc/tmp/runs")  # <run name>/: a flow run's git worktree (DVC ignores .dvc/tmp)
+COMPARISONS = Path("comparisons")  # <name>.html/.md: MaskFormer vs the per-pixel baseline (no DVC out)
 SWEEPS = Path("sweeps")  # <sweep>.png: a sweep's headline metric per swept key (no DVC out: sweeps add up)
 
 REPORTS = Path("reports")

@@ -223,19 +223,29 @@ def test_experiments_and_mlflow_list_the_same_runs(repo: Repo) -> None:
     assert all("sem_seg/mIoU" in r.data.metrics for r in runs.values())
 
 
-def test_a_sweep_runs_its_grid_two_at_a_time_in_their_own_workspaces(repo: Repo) -> None:
+def test_the_architecture_comparison_sweeps_both_two_at_a_time_in_their_own_workspaces(repo: Repo) -> None:
+    """`compare_architectures` is a sweep over model.architecture (DVC's queue, 2 at once), then a page
+    with both experiments' metrics and the same images segmented by both."""
     before = {name: (repo.path / name).read_text() for name in ("params.yaml", "dvc.lock")}
-    out = repo.run(PY, "-m", "pipeline", "sweep", "--grid", "train.lr=0.0007,0.003", "--jobs", "2",
-                   "--name", "grid", timeout=900).stdout
-    assert "grid-0 Success, grid-1 Success" in out, out
+    out = repo.run(PY, "-m", "pipeline", "compare_architectures", "--set", "train.max_iters=3", "--jobs", "2",
+                   "--name", "arch", "--images", "2", timeout=900).stdout
+    assert "arch-0 Success, arch-1 Success" in out, out
     assert {name: (repo.path / name).read_text() for name in before} == before  # the workspace untouched
     shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
-    names = {exp["name"] for base in shown for exp in (base.get("experiments") or [])}
-    assert {"grid-0", "grid-1"} <= names, names
+    experiments = {exp["name"]: exp["revs"][0]["data"] for base in shown for exp in (base.get("experiments")
+                                                                                   or [])}
     runs = {r.info.run_name: r for r in mlflow_runs(repo)}
-    assert {runs[n].info.status for n in ("grid-0", "grid-1")} == {"FINISHED"}
-    assert {runs[n].data.params["train.lr"] for n in ("grid-0", "grid-1")} == {"0.0007", "0.003"}
-    assert (repo.path / "sweeps" / "grid.png").stat().st_size > 0
+    assert {runs[n].info.status for n in ("arch-0", "arch-1")} == {"FINISHED"}
+    assert [runs[n].data.params["model.architecture"] for n in ("arch-0", "arch-1")] == [
+        "maskformer", "per_pixel_baseline"]
+    assert (repo.path / "sweeps" / "arch.png").stat().st_size > 0
+    summary = (repo.path / "comparisons" / "arch.md").read_text()
+    for name, arch in (("arch-0", "maskformer"), ("arch-1", "per_pixel_baseline")):
+        metrics = experiments[name]["metrics"]
+        miou = metrics["metrics/semantic.json"]["data"]["sem_seg"]["mIoU"]
+        pq_th = metrics["metrics/instance.json"]["data"]["panoptic_seg"]["PQ_th"]
+        assert f"| {arch} ({name}) | {miou:.2f} |" in summary and f"{pq_th:.2f}" in summary, summary
+    assert 'alt="segmented by both"' in (repo.path / "comparisons" / "arch.html").read_text()
 
 
 def test_push_then_pull_into_a_fresh_clone(repo: Repo) -> None:
@@ -271,6 +281,20 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process has gone
+        return b""
+
+
+def _cwd(proc: Path) -> Path:
+    try:
+        return (proc / "cwd").resolve(strict=True)
+    except OSError:
+        return Path("/")
 
 
 def _healthy(url: str) -> bool:
@@ -415,8 +439,10 @@ def _cancel(repo: Repo, env: dict[str, str]) -> dict:
                       timeout=600)
     info = json.loads(result.stdout.strip().splitlines()[-1])
     assert info["state"] == "CANCELLED", info
-    def stopped() -> bool:
-        return subprocess.run(["pgrep", "-f", "pipeline train"], capture_output=True).returncode == 1
+    def stopped() -> bool:  # no `pipeline train` left running in this repository's workspaces
+        root = repo.path.resolve()
+        return not any(b"pipeline\0train" in _read(proc / "cmdline") and _cwd(proc).is_relative_to(root)
+                       for proc in Path("/proc").glob("[0-9]*"))
 
     _wait(stopped, 30, "the train stage to stop")
     kept = sorted(checkpoints.glob("*/model_*.pth"))
@@ -453,7 +479,8 @@ def test_served_deployment_runs_from_the_api(repo: Repo) -> None:
         assert {"headline-metrics", "report", "mlflow-run"} <= set(info["artifacts"]), info["artifacts"]
         assert "Data and pipelines are up to date" in repo.dvc("status").stdout
         cancelled = _cancel(repo, env)
-        sweep = {"settings": {"grid": {"train.lr": [0.0007]}, "jobs": 1, "name": "ui-sweep"}}  # from the UI
+        grid = {"model.architecture": ["maskformer"], "train.max_iters": [3]}  # arch-0: restored from cache
+        sweep = {"settings": {"grid": grid, "jobs": 1, "name": "ui-sweep"}}
         info = _run_deployment(repo, env, "maskformer-sweep/maskformer", sweep)
         assert info["state"] == "COMPLETED", (repo.path.parent / "serve.log").read_text()[-4000:]
         assert "ui-sweep-0" in _experiments(repo)

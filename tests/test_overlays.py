@@ -17,7 +17,7 @@ from maskformer.evaluation.components import touching_same_class_pairs
 from pipeline import outputs as out
 from pipeline.params import Params
 from pipeline.report import plots
-from pipeline.report.content import Report, _Validation
+from pipeline.report.content import Report, Validation
 from pipeline.report.render import render_html, render_markdown
 
 GRAY = 100  # the test image's value: no outline or class colour has it on every channel
@@ -142,7 +142,7 @@ def test_report_picks_the_images_with_touching_same_class_instances(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     params = Params()
     _write_split(params)
-    validation = _Validation(params, CATEGORIES)
+    validation = Validation(params, CATEGORIES)
     samples, table = validation.crowded(4)
     assert [s.name for s in samples] == ["b_touching"] and samples[0].panoptic is None
     assert samples[0].truth.segments == [(1, 0, True), (2, 0, True), (3, 1, False)]

@@ -82,7 +82,7 @@ def _touch(a: list[int] | None, b: list[int] | None) -> bool:
     return a[0] <= b[0] + b[2] and b[0] <= a[0] + a[2] and a[1] <= b[1] + b[3] and b[1] <= a[1] + a[3]
 
 
-class _Validation:
+class Validation:
     """The validation split's panoptic ground truth and predictions on disk, as plots.Sample per image."""
 
     def __init__(self, params: Params, categories: list[dict]) -> None:
@@ -189,7 +189,7 @@ def build_report(params: Params, run_id: str | None = None, title: str | None = 
     manifest = CanonicalLayout(out.processed_dir(params.data)).manifest
     categories = json.loads(manifest.read_text())["categories"] if manifest.exists() else []
     names = [c["name"] for c in categories]
-    validation = _Validation(params, categories)
+    validation = Validation(params, categories)
     crowded, report.crowded = validation.crowded(params.report.num_samples)
     figures = {
         "training_curves": plots.training_curves(_read_csv(out.TRAIN_LOG), dpi),

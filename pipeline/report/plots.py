@@ -50,7 +50,7 @@ class Label:
     color: tuple[int, int, int]
 
 
-def _png(fig: plt.Figure, dpi: int) -> bytes:
+def png(fig: plt.Figure, dpi: int) -> bytes:
     """Render and close a figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -106,7 +106,7 @@ def training_curves(log: pd.DataFrame, dpi: int) -> bytes | None:
         ax_lr.plot(log["step"], log["lr"], color="tab:purple")
     ax_lr.set(xlabel="step", title="learning rate")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def per_class_iou(table: pd.DataFrame, dpi: int) -> bytes | None:
@@ -120,7 +120,7 @@ def per_class_iou(table: pd.DataFrame, dpi: int) -> bytes | None:
     ax.barh(table["class"].astype(str), table["IoU"], color="tab:blue")
     ax.set(xlabel="IoU (%)", xlim=(0, 100), title="per-class IoU")
     ax.tick_params(axis="y", labelsize=7 if len(table) > 30 else 9)
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def confusion_heatmap(confusion: pd.DataFrame, dpi: int) -> bytes | None:
@@ -140,7 +140,7 @@ def confusion_heatmap(confusion: pd.DataFrame, dpi: int) -> bytes | None:
         ax.set_xticks(range(rates.shape[1]), counts.columns, rotation=90, fontsize=7)
         ax.set_yticks(range(rates.shape[0]), counts.index, fontsize=7)
     ax.set(xlabel="predicted", ylabel="ground truth", title="confusion (rows normalised)")
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def _things(segments: Sequence[SegmentInfo]) -> list[tuple[int, int, np.ndarray]]:
@@ -185,7 +185,7 @@ def instance_labels(ids: np.ndarray, segments: Sequence[SegmentInfo], names: Seq
     return labels
 
 
-def _instances_panel(ax: plt.Axes, image: np.ndarray, panoptic: Panoptic, names: Sequence[str],
+def instances_panel(ax: plt.Axes, image: np.ndarray, panoptic: Panoptic, names: Sequence[str],
                      title: str) -> None:
     """Outlined instances with their labels, the title counting them."""
     width = max(1, round(max(image.shape[:2]) / 250))  # outlines stay visible once the figure scales down
@@ -211,9 +211,9 @@ def overlays(samples: list[Sample], names: Sequence[str], dpi: int) -> bytes | N
     for row, sample in zip(axes, samples, strict=True):
         row[0].imshow(sample.image)
         row[0].set_title(f"{sample.name}\n{sample.caption}" if sample.caption else sample.name, fontsize=9)
-        _instances_panel(row[1], sample.image, sample.truth, names, "ground truth")
+        instances_panel(row[1], sample.image, sample.truth, names, "ground truth")
         if panoptic and sample.panoptic is not None:
-            _instances_panel(row[2], sample.image, sample.panoptic, names, "predicted")
+            instances_panel(row[2], sample.image, sample.panoptic, names, "predicted")
         elif panoptic:
             row[2].set_title("no panoptic prediction", fontsize=9)
         if semantic:
@@ -223,7 +223,7 @@ def overlays(samples: list[Sample], names: Sequence[str], dpi: int) -> bytes | N
                               "no semantic prediction", fontsize=9)
         for ax in row:
             ax.axis("off")
-    return _png(fig, dpi)
+    return png(fig, dpi)
 
 
 def class_legend(names: list[str], dpi: int) -> bytes | None:
@@ -240,4 +240,4 @@ def class_legend(names: list[str], dpi: int) -> bytes | None:
         ax.text(x + 0.27, y + 0.4, name, va="center", fontsize=8)
     ax.set(xlim=(0, cols), ylim=(0, rows))
     ax.axis("off")
-    return _png(fig, dpi)
+    return png(fig, dpi)
