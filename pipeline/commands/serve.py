@@ -48,7 +48,8 @@ def main(params_path: str, argv: list[str]) -> int:
     limit = ConcurrencyLimitConfig(limit=max(1, args.limit),
                                    collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     lr = load_params(params_path).train.lr  # the sweep form starts from params.yaml's lr and a third of it
-    example = SweepSettings(grid={"train.lr": [lr, lr / 3]}).model_dump(mode="json", exclude_none=True)
+    example = SweepSettings(grid={"train.lr": [lr, float(f"{lr / 3:.2g}")]}).model_dump(mode="json",
+                                                                                       exclude_none=True)
     runs = pipeline_flow.to_deployment(
         name=args.name, concurrency_limit=limit, tags=["maskformer"], parameters={"settings": current},
         description="Run the MaskFormer pipeline (dvc.yaml) in its own workspace, saved as a DVC experiment "

@@ -169,8 +169,14 @@ def publish_artifacts(name: str, root: Path, ran: bool, report: Path | None) -> 
 def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False, revision: str | None = None
                   ) -> dict[str, Any]:
     """Validate the overrides, make the run's workspace, run every DVC stage there as a task, save the
-    experiment, publish; `apply`: bring the experiment into the working copy (what `make run` does);
-    `revision`: run that git commit as committed (its params.yaml + the overrides), not HEAD + changes."""
+    experiment, publish.
+
+    Args:
+        settings: what to change in params.yaml for this run; an empty field keeps params.yaml's value
+        apply: when the run ends, bring its experiment into the working copy (dvc exp apply), as make run does
+        revision: a git commit to run as committed (to reproduce an earlier run); empty: HEAD plus the
+            working copy's uncommitted changes
+    """
     overrides = settings.overrides()
     validate_overrides(PARAMS, overrides)  # before any work: a bad key fails here, named
     logger = get_run_logger()

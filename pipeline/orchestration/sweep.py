@@ -22,7 +22,7 @@ SWEEP_FLOW = "maskformer-sweep"
 
 
 class SweepSettings(BaseModel):
-    """A sweep as the Prefect UI form shows it."""
+    """A grid of params.yaml values: one DVC experiment per point, `jobs` at a time, compared from MLflow."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,7 +30,7 @@ class SweepSettings(BaseModel):
         description='params.yaml keys and the values to try, e.g. {"train.lr": [0.001, 0.0003]}')
     jobs: int = Field(2, ge=1, le=64, description="experiments run at once (DVC queue workers)")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
-                             description="experiment name prefix (default: sweep-<flow run id>)")
+                             description="experiment name prefix; empty: sweep- and the flow run's id")
 
 
 def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -153,7 +153,11 @@ def sweep(points: list[dict[str, Any]], params: Any, prefix: str, jobs: int,
 @flow(name=SWEEP_FLOW, log_prints=True,
       description="A grid of MaskFormer experiments through DVC's queue, N at a time, compared from MLflow.")
 def sweep_flow(settings: SweepSettings) -> dict[str, Any]:
-    """Check every point, run the sweep, publish the comparison table and the plot as artifacts."""
+    """Check every point, run the sweep, publish the comparison table and the plot as artifacts.
+
+    Args:
+        settings: the grid (params.yaml keys and values to try), experiments at once, a name prefix
+    """
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.runtime import flow_run
 
