@@ -73,7 +73,8 @@ class PerPixelBaseline(nn.Module):
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder
         self.predictor = nn.Conv2d(mask_dim, num_classes, kernel_size=1)
-        nn.init.normal_(self.predictor.weight, std=0.001)
+        # detectron2's c2_msra_fill, as the official per-pixel head: He normal over fan-out, zero bias
+        nn.init.kaiming_normal_(self.predictor.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.predictor.bias)
         self.criterion = criterion
         self.num_classes = num_classes

@@ -95,6 +95,15 @@ def test_per_pixel_baseline_outputs_class_logits():
     )
 
 
+def test_per_pixel_classifier_init_is_c2_msra_fill():
+    """He normal over fan-out (out channels x 1 x 1 = K), zero bias: std sqrt(2 / K), as the official head."""
+    torch.manual_seed(0)
+    head = build_model(config(architecture="per_pixel_baseline", mask_dim=4096)).predictor  # K = 4
+    assert torch.equal(head.bias, torch.zeros(4))
+    assert head.weight.std().item() == pytest.approx((2 / 4) ** 0.5, rel=0.03)
+    assert head.weight.mean().abs().item() < 0.01
+
+
 @pytest.mark.parametrize(
     "images,message",
     [
