@@ -71,6 +71,21 @@ class SwinBackbone(nn.Module):
         return out
 
 
+# ImageNet weight names -> torchvision's: "imagenet" is torchvision's default (IMAGENET1K_V2 for
+# ResNet-50/101, 80.9% top-1); the paper's R-50.pkl corresponds to IMAGENET1K_V1 (76.1%), its presets' choice
+IMAGENET_WEIGHTS = {"imagenet": "DEFAULT", "imagenet_v1": "IMAGENET1K_V1", "imagenet_v2": "IMAGENET1K_V2"}
+
+
+def imagenet_weights(name: str, weights: str) -> torchvision.models.WeightsEnum:
+    """torchvision's weights entry of backbone `name` for an ImageNet weight name; a clear error when the
+    model has no such weights (e.g. Swin has V1 only)."""
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        return enum.DEFAULT if IMAGENET_WEIGHTS[weights] == "DEFAULT" else enum[IMAGENET_WEIGHTS[weights]]
+    except KeyError:
+        raise ValueError(f"weights={weights!r}: {name} has {[w.name for w in enum]} (torchvision)") from None
+
+
 def _torchvision_model(name: str, weights: str | None, drop_path_rate: float, norm: str) -> nn.Module:
     """The full torchvision classifier, with ImageNet weights, a local state dict, or from scratch."""
     kwargs = (
@@ -79,10 +94,11 @@ def _torchvision_model(name: str, weights: str | None, drop_path_rate: float, no
         else {}
     )
     builder = getattr(torchvision.models, name)
-    model = builder(weights="DEFAULT" if weights == "imagenet" else None, **kwargs)
+    pretrained = imagenet_weights(name, weights) if weights in IMAGENET_WEIGHTS else None
+    model = builder(weights=pretrained, **kwargs)
     if name in SWINS:
         _set_drop_path(model, drop_path_rate)
-    if weights not in (None, "imagenet"):
+    if weights is not None and weights not in IMAGENET_WEIGHTS:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"backbone weights file not found: {path}")

@@ -20,7 +20,7 @@ class MaskFormerConfig:
 
     architecture: str = "maskformer"
     backbone: str = "resnet50"
-    weights: str | None = None  # None: from scratch; "imagenet": torchvision weights; else a state-dict path
+    weights: str | None = None  # None: scratch; imagenet (default), imagenet_v1 / _v2; or a state-dict path
     backbone_norm: str = "frozen_bn"  # ResNets: "frozen_bn" (detectron2, for pretrained weights) or "bn"
     num_classes: int = 150
     # pixel decoder (FPN; "transformer_encoder" is the paper's "R50 + 6 Enc" variant for COCO panoptic)

@@ -36,6 +36,19 @@ def test_resnet_batchnorm_is_frozen():
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
 
 
+def test_imagenet_weight_names_pick_torchvisions_entries_without_downloading():
+    from torchvision.models import ResNet50_Weights, Swin_T_Weights
+
+    from maskformer.backbone import imagenet_weights
+
+    assert imagenet_weights("resnet50", "imagenet_v1") is ResNet50_Weights.IMAGENET1K_V1  # the paper's
+    assert imagenet_weights("resnet50", "imagenet_v2") is ResNet50_Weights.IMAGENET1K_V2
+    assert imagenet_weights("resnet50", "imagenet") is ResNet50_Weights.IMAGENET1K_V2  # the default
+    assert imagenet_weights("swin_t", "imagenet_v1") is Swin_T_Weights.IMAGENET1K_V1
+    with pytest.raises(ValueError, match="swin_t has \\['IMAGENET1K_V1'\\]"):
+        imagenet_weights("swin_t", "imagenet_v2")
+
+
 def test_weights_from_a_local_state_dict(tmp_path):
     import torchvision
 

@@ -207,7 +207,7 @@ def test_paper_preset_is_the_official_ade20k_r50_recipe(tmp_path):
     assert (params.data.dataset, params.model.backbone, params.model.weights) == (
         "ade20k",
         "resnet50",
-        "imagenet",
+        "imagenet_v1",  # IMAGENET1K_V1: what the paper's R-50.pkl corresponds to
     )
     assert (params.model.hidden_dim, params.model.num_queries, params.model.dec_layers) == (256, 100, 6)
     assert (params.input.crop_size, params.train.max_iters, params.train.batch_size) == (
