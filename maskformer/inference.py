@@ -94,6 +94,17 @@ def resize_to_image(
     return x.reshape(*lead, *output_size)
 
 
+def semantic_scores(
+    pred_logits: Tensor, pred_masks: Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
+    output_size: tuple[int, int],
+) -> Tensor:
+    """MaskFormer's class scores [K, H, W] at output_size in the official order: mask logits upsampled to
+    the padded input, the einsum there, then the scores cropped and resized (sem_seg_postprocess)."""
+    masks = resize_to_image(pred_masks, padded_size, padded_size, padded_size)
+    scores = semantic_inference(pred_logits, masks)
+    return resize_to_image(scores, padded_size, image_size, output_size)
+
+
 def semantic_maps(
     outputs: dict,
     padded_size: tuple[int, int],
@@ -108,6 +119,6 @@ def semantic_maps(
             logits = resize_to_image(outputs["pred_sem_seg"][b], padded_size, image_size, output_size)
             results.append(logits.softmax(0))
         else:
-            masks = resize_to_image(outputs["pred_masks"][b], padded_size, image_size, output_size)
-            results.append(semantic_inference(outputs["pred_logits"][b], masks))
+            results.append(semantic_scores(outputs["pred_logits"][b], outputs["pred_masks"][b], padded_size,
+                                           image_size, output_size))
     return results

@@ -101,3 +101,22 @@ def test_semantic_maps_for_both_architectures():
     per_pixel[0, 2] = BIG
     maps = semantic_maps({"pred_sem_seg": per_pixel}, (4, 4), [(4, 4)])
     assert maps[0].argmax(0).eq(2).all()
+
+
+def test_semantic_scores_follow_the_official_order():
+    """Official: mask logits upsampled to the padded input, the einsum there, then the scores cropped and
+    resized; resizing the mask logits to the output first gives other scores when the output is resized."""
+    from torch.nn import functional as F
+
+    from maskformer.inference import semantic_scores
+
+    torch.manual_seed(0)
+    logits, masks = torch.randn(3, 5), 4 * torch.randn(3, 4, 6)  # 3 queries, 4 classes + no-object
+    padded, image, out = (16, 24), (12, 20), (7, 9)
+    up = F.interpolate(masks[None], size=padded, mode="bilinear", align_corners=False)[0]
+    expected = torch.einsum("qc,qhw->chw", logits.softmax(-1)[:, :-1], up.sigmoid())
+    expected = F.interpolate(expected[None, :, :12, :20], size=out, mode="bilinear", align_corners=False)[0]
+    got = semantic_scores(logits, masks, padded, image, out)
+    assert torch.allclose(got, expected, atol=1e-6)
+    masks_first = semantic_inference(logits, resize_to_image(masks, padded, image, out))
+    assert not torch.allclose(got, masks_first, atol=1e-3)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from maskformer.inference import resize_to_image, semantic_inference
+from maskformer.inference import resize_to_image, semantic_scores
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,8 @@ class Predictor:
             if "pred_sem_seg" in outputs:
                 scores = resize_to_image(outputs["pred_sem_seg"][0], padded, size, out_size).softmax(0)
             else:
-                masks = resize_to_image(outputs["pred_masks"][0], padded, size, out_size)
-                scores = semantic_inference(outputs["pred_logits"][0], masks)
+                scores = semantic_scores(outputs["pred_logits"][0], outputs["pred_masks"][0], padded, size,
+                                         out_size)
             if flip:
                 scores = scores.flip(-1)
             total = scores if total is None else total + scores
