@@ -160,12 +160,13 @@ def test_sigterm_subprocess_checkpoints_and_exits_cleanly(tmp_path, reference):
     _assert_equal(_run(ckpt).state_dict(), reference)  # resume in this process
 
 
-def test_two_rank_gloo_ddp_equals_one_process_with_double_batch(tmp_path):
+def test_two_rank_gloo_ddp_with_global_batch_4_equals_one_process_with_batch_4(tmp_path):
+    """batch_size is the global batch (the paper's IMS_PER_BATCH): 2 ranks take 2 images each."""
     ckpt, out, marks = tmp_path / "ckpt", tmp_path / "final.pt", tmp_path / "marks"
     marks.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
            "--checkpoint-dir", str(ckpt), "--out", str(out), "--max-iters", "4", "--dropout", "0",
-           "--record-saves", str(marks)]
+           "--batch-size", "4", "--record-saves", str(marks)]
     run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(p.name for p in marks.iterdir()) == ["rank0_iter2", "rank0_iter4"]  # only rank 0 writes
@@ -194,3 +195,11 @@ def test_sigterm_to_one_ddp_rank_stops_all_ranks_at_the_same_step(tmp_path):
     stopped = stops[0]
     assert stopped < 100 and find_last(ckpt).name == f"model_{stopped:07d}.pth" and not out.exists()
     assert all(p.name.startswith("rank0_") for p in marks.iterdir())
+
+
+def test_the_global_batch_must_split_evenly_across_processes():
+    from maskformer.engine.train import per_process_batch
+
+    assert (per_process_batch(16, 1), per_process_batch(16, 2), per_process_batch(16, 8)) == (16, 8, 2)
+    with pytest.raises(ValueError, match="batch_size=3 .* across 2 processes"):
+        per_process_batch(3, 2)

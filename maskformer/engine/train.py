@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class TrainConfig:
 
     device: str = "auto"  # "auto": CUDA when present, else CPU
     max_iters: int = 1000
-    batch_size: int = 16  # per process
+    batch_size: int = 16  # the global batch (the paper's IMS_PER_BATCH), split evenly across processes
     num_workers: int = 4
     seed: int = 0
     lr: float = 1e-4
@@ -103,6 +103,7 @@ def _train(
 ) -> nn.Module:
     """The run once the device and process group are set: set up, resume, then loop to cfg.max_iters."""
     rank, world = get_rank(), get_world_size()
+    cfg = replace(cfg, batch_size=per_process_batch(cfg.batch_size, world))
     seed_everything(cfg.seed + rank)
     stateful = _setup(model, cfg, device)
     start_iter = _resume(cfg, stateful, rank, world)
@@ -120,6 +121,14 @@ def _train(
     model.train()
     _loop(net, stateful, loader, cfg, callback, device, start_iter)
     return model
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """Each process's share of the global batch; an error when the processes cannot share it evenly."""
+    if batch_size % world_size:
+        raise ValueError(f"TrainConfig.batch_size={batch_size} (the global batch) does not split evenly "
+                         f"across {world_size} processes: use a multiple of {world_size}")
+    return batch_size // world_size
 
 
 def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
