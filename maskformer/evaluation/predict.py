@@ -22,6 +22,7 @@ class InferenceConfig:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     component_min_area: int = 16  # per-pixel baseline: smallest connected region taken as an instance
+    amp: bool = True  # bf16 autocast on CUDA (fast); false: fp32 as the official code
 
     def __post_init__(self) -> None:
         lows = (("test_size", 32), ("max_size", 32), ("size_divisibility", 1), ("component_min_area", 1))
@@ -61,7 +62,7 @@ class Predictor:
         self.model = model.eval()
         self.cfg = cfg or InferenceConfig()
         self.device = torch.device(device)
-        self.amp = amp and self.device.type == "cuda"
+        self.amp = amp  # bf16 autocast on the predictor's device
 
     @torch.inference_mode()
     def _forward(
@@ -75,7 +76,7 @@ class Predictor:
         if flip:
             # flip the image content, not the padding, so the crop after inference stays top-left
             batch[..., : size[1]] = batch[..., : size[1]].flip(-1)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             outputs = self.model(batch)
         return outputs, tuple(batch.shape[-2:]), size
 

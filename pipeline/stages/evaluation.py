@@ -20,7 +20,8 @@ def build_predictor(params: Params) -> tuple[Predictor, dict]:
     """The trained model from models/model.pt wrapped for test-time inference, and its record."""
     device = resolve_device(params.evaluate.device)
     model, record = load_trained(MODEL, device)
-    return Predictor(model, params.evaluate, device, amp=device.type == "cuda"), record
+    amp = params.evaluate.amp and device.type == "cuda"  # CPUs evaluate in fp32
+    return Predictor(model, params.evaluate, device, amp=amp), record
 
 
 def validation_set(params: Params, task: str) -> CanonicalDataset:
