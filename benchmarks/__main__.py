@@ -15,6 +15,7 @@ NAMES = (
     "profile_step",
     "op_count",
     "train_throughput",
+    "learning_options",
 )
 
 
