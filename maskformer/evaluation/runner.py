@@ -52,6 +52,24 @@ def ground_truth_segments(target: dict) -> tuple[Tensor, list[dict]]:
     return ids, [{"id": k + 1, "category_id": int(c)} for k, c in enumerate(labels)]
 
 
+def segment(
+    predictor: Predictor,
+    image: Tensor,
+    thing_ids: set[int],
+    object_mask_threshold: float = 0.8,
+    overlap_threshold: float = 0.8,
+    topk: int = 100,
+    component_min_area: int | None = None,
+) -> tuple[Tensor, list[dict], dict[str, Tensor]]:
+    """One image's panoptic id map, segments_info and instances (masks, scores, labels): MaskFormer's
+    mask classification, or with `component_min_area` a per-pixel model's connected regions."""
+    if component_min_area is not None:
+        return per_pixel_panoptic(predictor.semantic(image), thing_ids, component_min_area)
+    logits, masks = predictor.masks(image)
+    pan_ids, segments = panoptic_inference(logits, masks, thing_ids, object_mask_threshold, overlap_threshold)
+    return pan_ids, segments, instance_inference(logits, masks, topk, thing_ids)
+
+
 def evaluate_masks(
     predictor: Predictor,
     dataset,
@@ -79,16 +97,9 @@ def evaluate_masks(
     results: list[dict] = []
     for i in _progress(len(dataset), "evaluate panoptic+instance", progress):
         image, target = dataset[i]
-        if component_min_area is None:
-            logits, masks = predictor.masks(image)
-            pan_ids, segments = panoptic_inference(
-                logits, masks, thing_ids, object_mask_threshold, overlap_threshold
-            )
-            instances = instance_inference(logits, masks, topk, thing_ids)
-        else:
-            pan_ids, segments, instances = per_pixel_panoptic(
-                predictor.semantic(image), thing_ids, component_min_area
-            )
+        pan_ids, segments, instances = segment(
+            predictor, image, thing_ids, object_mask_threshold, overlap_threshold, topk, component_min_area
+        )
         gt_ids, gt_segments = ground_truth_segments(target)
         panoptic.update(pan_ids.cpu().numpy(), segments, gt_ids.numpy(), gt_segments)
         instances = {k: v.cpu() for k, v in instances.items()}

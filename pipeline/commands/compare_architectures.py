@@ -64,21 +64,16 @@ def _metrics(rev: str) -> dict[str, float | None]:
     return flat
 
 
-def _segment(model: Any, record: dict, image: Any, params: Any, thing_ids: set[int]) -> Any:
+def _segment(predictor: Any, record: dict, image: Any, params: Any, thing_ids: set[int]) -> Any:
     """One model's panoptic segmentation of one image, as the evaluation computes it."""
-    from maskformer.evaluation.components import per_pixel_panoptic
-    from maskformer.evaluation.predict import Predictor
-    from maskformer.inference import panoptic_inference
+    from maskformer.evaluation.runner import segment
     from pipeline.report import plots
 
-    predictor, cfg = Predictor(model, params.evaluate), record["config"]
-    if cfg["architecture"] == "maskformer":
-        logits, masks = predictor.masks(image)
-        ids, segments = panoptic_inference(logits, masks, thing_ids, cfg["object_mask_threshold"],
-                                           cfg["overlap_threshold"])
-    else:
-        ids, segments, _ = per_pixel_panoptic(predictor.semantic(image), thing_ids,
-                                              params.evaluate.component_min_area)
+    cfg = record["config"]
+    per_pixel = cfg["architecture"] != "maskformer"
+    ids, segments, _ = segment(predictor, image, thing_ids, cfg["object_mask_threshold"],
+                               cfg["overlap_threshold"],
+                               component_min_area=params.evaluate.component_min_area if per_pixel else None)
     return plots.Panoptic(ids.cpu().numpy(), [(s["id"], s["category_id"], s["isthing"]) for s in segments])
 
 
@@ -100,13 +95,16 @@ def compare(params: Any, names: dict[str, str], images: int, title: str) -> tupl
     picked = {s.name: s for s in Validation(params, categories).crowded(images)[0]}
     dataset = CanonicalDataset(layout.root, "val", task="panoptic", transforms=build_eval_transforms())
     thing_ids = {k for k, c in enumerate(dataset.categories) if c["isthing"]}
-    models = {arch: _model(rev) for arch, rev in revs.items()}
+    from maskformer.evaluation.predict import Predictor
+
+    models = {arch: (Predictor(model, params.evaluate), record)
+              for arch, (model, record) in ((a, _model(rev)) for a, rev in revs.items())}
     rows = []
     for i in range(len(dataset)):
-        stem = Path(dataset[i][1]["file_name"]).stem
+        image, target = dataset[i]
+        stem = Path(target["file_name"]).stem
         if stem in picked:
-            image = dataset[i][0]
-            predicted = {arch: _segment(m, r, image, params, thing_ids) for arch, (m, r) in models.items()}
+            predicted = {arch: _segment(p, r, image, params, thing_ids) for arch, (p, r) in models.items()}
             rows.append(architectures.Row(stem, picked[stem].image, picked[stem].truth, predicted))
     png = architectures.figure(rows, [c["name"] for c in categories], params.report.dpi)
     return architectures.render(title, table, png)
