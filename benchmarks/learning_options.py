@@ -63,6 +63,19 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "big128": {**_BIG, "train.max_iters": 1100},
     "big128_lr2e-3": {**_BIG, **_LR2, "train.max_iters": 1100},
     "base128_lr2e-3": {**_LR2, "train.max_iters": 1200},
+    "res3_128": {"model.transformer_in_feature": "res3", "train.max_iters": 1200},
+    "res4_128": {"model.transformer_in_feature": "res4", "train.max_iters": 1200},
+    "pix128": {"model.transformer_in_feature": "pixel_embedding", "train.max_iters": 1200},
+    "scale1_128": {"input.min_scale": 1.0, "input.max_scale": 1.0, "train.max_iters": 1200},
+    "w32s1_128": {"model.backbone_width": 32, "input.min_scale": 1.0, "input.max_scale": 1.0,
+                  "train.max_iters": 1800},
+    "n1000s1_128": {"data.synthetic.num_train": 1000, "input.min_scale": 1.0, "input.max_scale": 1.0,
+                    "train.max_iters": 1200},
+    "s1_1800": {"input.min_scale": 1.0, "input.max_scale": 1.0, "train.max_iters": 1800},
+    "n1000s1_1800": {"data.synthetic.num_train": 1000, "input.min_scale": 1.0, "input.max_scale": 1.0,
+                     "train.max_iters": 1800},
+    "n1000s1_b4": {"data.synthetic.num_train": 1000, "input.min_scale": 1.0, "input.max_scale": 1.0,
+                   "train.batch_size": 4, "train.max_iters": 2400},
 }
 
 # not learning parameters: keep every checkpoint (for the curve), skip the MLflow model upload

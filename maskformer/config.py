@@ -12,6 +12,10 @@ BACKBONES = RESNETS + SWINS
 ARCHITECTURES = ("maskformer", "per_pixel_baseline")
 PIXEL_DECODERS = ("fpn", "transformer_encoder")
 BACKBONE_NORMS = ("frozen_bn", "bn")
+# what the Transformer decoder attends to (official TRANSFORMER_IN_FEATURE): "res5" is the pixel decoder's
+# stride-32 map (res5, or the encoder's output under transformer_encoder); res2-res4 the backbone's finer
+# maps; "pixel_embedding" the stride-4 mask features
+TRANSFORMER_IN_FEATURES = ("res2", "res3", "res4", "res5", "pixel_embedding")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class MaskFormerConfig:
     backbone: str = "resnet50"
     weights: str | None = None  # None: scratch; imagenet (default), imagenet_v1 / _v2; or a state-dict path
     backbone_norm: str = "frozen_bn"  # ResNets: "frozen_bn" (detectron2, for pretrained weights) or "bn"
+    backbone_width: int = 64  # ResNets from scratch: stem/res2 channels (torchvision's 64; 32 for CPU runs)
     num_classes: int = 150
     # pixel decoder (FPN; "transformer_encoder" is the paper's "R50 + 6 Enc" variant for COCO panoptic)
     pixel_decoder: str = "fpn"
@@ -29,6 +34,7 @@ class MaskFormerConfig:
     mask_dim: int = 256
     encoder_layers: int = 6
     # transformer decoder
+    transformer_in_feature: str = "res5"
     num_queries: int = 100
     hidden_dim: int = 256
     nheads: int = 8
@@ -61,12 +67,14 @@ class MaskFormerConfig:
             "backbone": BACKBONES,
             "pixel_decoder": PIXEL_DECODERS,
             "backbone_norm": BACKBONE_NORMS,
+            "transformer_in_feature": TRANSFORMER_IN_FEATURES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MaskFormerConfig.{name}={getattr(self, name)!r}: must be one of {allowed}")
         positive = (
             "num_classes",
+            "backbone_width",
             "conv_dim",
             "mask_dim",
             "num_queries",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from maskformer.backbone import build_backbone
+from maskformer.backbone import FEATURE_NAMES, build_backbone
 from maskformer.config import MaskFormerConfig
 from maskformer.criterion import PerPixelCriterion, SetCriterion
 from maskformer.matcher import HungarianMatcher
@@ -40,11 +40,13 @@ class MaskFormer(nn.Module):
         predictor: TransformerPredictor,
         criterion: SetCriterion,
         num_classes: int,
+        transformer_in_feature: str = "res5",
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder
         self.predictor = predictor
+        self.transformer_in_feature = transformer_in_feature
         self.criterion = criterion
         self.num_classes = num_classes
 
@@ -53,8 +55,12 @@ class MaskFormer(nn.Module):
         (mask logits), aux_outputs (one dict per earlier decoder layer) and all layers stacked for the
         criterion, layer_logits [B, L, Q, K+1] and layer_masks [B, L, Q, H/4, W/4]."""
         check_images(images)
-        features = list(self.backbone(images).values())
-        mask_features, memory = self.pixel_decoder(features)
+        features = self.backbone(images)
+        mask_features, memory = self.pixel_decoder(list(features.values()))
+        if self.transformer_in_feature == "pixel_embedding":
+            memory = mask_features
+        elif self.transformer_in_feature != "res5":
+            memory = features[self.transformer_in_feature]
         return self.predictor(memory, mask_features)
 
 
@@ -102,6 +108,15 @@ def build_pixel_decoder(cfg: MaskFormerConfig, in_channels: list[int]) -> BasePi
     return BasePixelDecoder(in_channels, cfg.conv_dim, cfg.mask_dim)
 
 
+def _memory_channels(cfg: MaskFormerConfig, backbone_channels: list[int]) -> int:
+    """Channels of the map the Transformer decoder attends to (`transformer_in_feature`)."""
+    if cfg.transformer_in_feature == "pixel_embedding":
+        return cfg.mask_dim
+    if cfg.transformer_in_feature == "res5":
+        return cfg.conv_dim if cfg.pixel_decoder == "transformer_encoder" else backbone_channels[-1]
+    return backbone_channels[FEATURE_NAMES.index(cfg.transformer_in_feature)]
+
+
 def build_criterion(cfg: MaskFormerConfig) -> SetCriterion:
     """The matcher and the set criterion with the paper's weights, repeated for every aux layer."""
     matcher = HungarianMatcher(
@@ -127,15 +142,15 @@ def build_criterion(cfg: MaskFormerConfig) -> SetCriterion:
 
 def build_model(cfg: MaskFormerConfig) -> MaskFormer | PerPixelBaseline:
     """Build the model the config names (`architecture`), with its criterion as `model.criterion`."""
-    backbone = build_backbone(cfg.backbone, cfg.weights, cfg.drop_path_rate, cfg.backbone_norm)
+    backbone = build_backbone(
+        cfg.backbone, cfg.weights, cfg.drop_path_rate, cfg.backbone_norm, cfg.backbone_width
+    )
     pixel_decoder = build_pixel_decoder(cfg, backbone.out_channels)
     if cfg.architecture == "per_pixel_baseline":
         criterion = PerPixelCriterion(cfg.num_classes, cfg.ignore_label)
         model: nn.Module = PerPixelBaseline(backbone, pixel_decoder, cfg.mask_dim, criterion, cfg.num_classes)
     else:
-        memory_channels = (
-            cfg.conv_dim if cfg.pixel_decoder == "transformer_encoder" else backbone.out_channels[-1]
-        )
+        memory_channels = _memory_channels(cfg, backbone.out_channels)
         predictor = TransformerPredictor(
             memory_channels,
             cfg.num_classes,
@@ -150,6 +165,9 @@ def build_model(cfg: MaskFormerConfig) -> MaskFormer | PerPixelBaseline:
             cfg.enforce_input_proj,
             cfg.deep_supervision,
         )
-        model = MaskFormer(backbone, pixel_decoder, predictor, build_criterion(cfg), cfg.num_classes)
+        criterion = build_criterion(cfg)
+        model = MaskFormer(
+            backbone, pixel_decoder, predictor, criterion, cfg.num_classes, cfg.transformer_in_feature
+        )
     model.config = cfg  # kept for checkpoints and inference defaults
     return model

@@ -79,7 +79,15 @@ class InputParams(_Section):
         description="panoptic: stuff per class + things per instance; semantic: one mask per class",
     )
     crop_size: int = Field(128, ge=32, description="random-crop size of training images")
+    min_scale: float = Field(0.5, gt=0, description="smallest training resize, shortest edge x crop_size")
+    max_scale: float = Field(2.0, gt=0, description="largest training resize, shortest edge x crop_size")
     photometric: bool = Field(True, description="photometric distortion of training images")
+
+    @model_validator(mode="after")
+    def _scale_order(self) -> InputParams:
+        if self.min_scale > self.max_scale:
+            raise ValueError(f"input.min_scale={self.min_scale} must be <= input.max_scale={self.max_scale}")
+        return self
 
 
 # The library's dataclasses are the one definition of the model, train and evaluate fields; pydantic adds

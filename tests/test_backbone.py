@@ -91,3 +91,23 @@ def test_fused_frozen_batchnorm_equals_torchvisions():
     ours.load_state_dict(reference.state_dict())
     x = torch.randn(2, 8, 5, 5, generator=gen)
     torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_reduced_width_resnet_halves_every_stage():
+    """backbone_width 32: torchvision's blocks at half the channels (a quarter of the conv weights)."""
+    full, narrow = build_backbone("resnet18", norm="bn"), build_backbone("resnet18", norm="bn", width=32)
+    assert narrow.out_channels == [32, 64, 128, 256]
+    features = narrow(torch.randn(2, 3, 64, 64))
+    shapes = [(32, 16, 16), (64, 8, 8), (128, 4, 4), (256, 2, 2)]
+    assert [tuple(f.shape[1:]) for f in features.values()] == shapes
+    ratio = sum(p.numel() for p in narrow.parameters()) / sum(p.numel() for p in full.parameters())
+    assert 0.24 < ratio < 0.26
+    conv = narrow.res3[0].conv1.weight  # torchvision's init, kaiming normal over fan-out
+    assert abs(conv.std().item() - (2 / (conv.shape[0] * 9)) ** 0.5) < 0.01
+
+
+def test_width_needs_a_from_scratch_resnet():
+    with pytest.raises(ValueError, match="backbone_width=32.*swin_t"):
+        build_backbone("swin_t", width=32)
+    with pytest.raises(ValueError, match="weights='imagenet'"):
+        build_backbone("resnet18", weights="imagenet", width=32)

@@ -148,3 +148,24 @@ def test_progress_bars_are_optional_in_the_library():
             "assert list(bar) == [0, 1, 2] and type(bar).__name__ == '_NoBar'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("feature", "tokens"), [("res5", 2 * 2), ("res4", 4 * 4), ("res3", 8 * 8),
+                                                  ("pixel_embedding", 16 * 16)])
+def test_transformer_in_feature_picks_the_map_the_decoder_attends_to(feature, tokens):
+    """The official TRANSFORMER_IN_FEATURE: the decoder's cross-attention sees one token per position of
+    the named map (64x64 input: res5 2x2 ... pixel embedding 16x16), and training still reaches it."""
+    model = build_model(config(transformer_in_feature=feature))
+    seen = []
+    cross = model.predictor.transformer_decoder.layers[0].cross_attn
+    cross.register_forward_hook(lambda _m, args, _out: seen.append(args[1].shape[1]))
+    out = model(torch.randn(2, 3, 64, 64))
+    assert seen == [tokens]
+    assert tuple(out["pred_masks"].shape) == (2, 6, 16, 16)
+    model.criterion(out, targets_for(2, 64)).get("loss_mask").backward()
+    assert model.predictor.query_embed.weight.grad.abs().sum() > 0
+
+
+def test_unknown_transformer_in_feature_is_named():
+    with pytest.raises(ValueError, match="transformer_in_feature='res6'"):
+        config(transformer_in_feature="res6")

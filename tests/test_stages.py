@@ -167,6 +167,8 @@ def test_the_per_pixel_baselines_instances_are_connected_regions_of_its_class_ma
         ("evaluate:\n  test_size: 16\n", "evaluate.test_size: 16: must be >= 32"),
         ("train:\n  checkpoint_dir: x\n", "train.checkpoint_dir is fixed by the pipeline"),
         ("input:\n  crop_size: 8\n", "input.crop_size"),
+        ("input:\n  min_scale: 1.5\n  max_scale: 1.0\n", "input.min_scale=1.5 must be <= input.max_scale"),
+        ("model:\n  transformer_in_feature: res1\n", "transformer_in_feature"),
         ("data:\n  synthetic:\n    image_size: 16\n", "data.synthetic.image_size: 16: must be >= 32"),
     ],
 )

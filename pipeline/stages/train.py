@@ -61,7 +61,9 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     layout = CanonicalLayout(processed_dir(params.data))
     if not layout.manifest.exists():
         raise MissingInputError(f"{layout.manifest} not found: run `python -m pipeline preprocess` first")
-    transforms = build_train_transforms(params.input.crop_size, photometric=params.input.photometric)
+    transforms = build_train_transforms(
+        params.input.crop_size, (params.input.min_scale, params.input.max_scale), params.input.photometric
+    )
     dataset = CanonicalDataset(layout.root, "train", task=params.input.task, transforms=transforms)
     checkpoints = checkpoint_dir(params)
     waiting = f"train: another run trains these params into {checkpoints}: waiting for it to end"
