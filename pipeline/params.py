@@ -81,7 +81,7 @@ class InputParams(_Section):
     crop_size: int = Field(128, ge=32, description="random-crop size of training images")
     min_scale: float = Field(0.5, gt=0, description="smallest training resize, shortest edge x crop_size")
     max_scale: float = Field(2.0, gt=0, description="largest training resize, shortest edge x crop_size")
-    photometric: bool = Field(True, description="photometric distortion of training images")
+    color_aug_ssd: bool = Field(True, description="the official ColorAugSSD colour augmentation in training")
 
     @model_validator(mode="after")
     def _scale_order(self) -> InputParams:

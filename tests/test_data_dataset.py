@@ -79,7 +79,7 @@ def _blocks(size=64, cells=4):
 
 def test_train_transforms_keep_image_and_masks_aligned():
     image, seg, colours = _blocks()
-    transform = build_train_transforms(48, photometric=False)
+    transform = build_train_transforms(48, color_aug_ssd=False)
     orders = set()
     for seed in range(12):
         torch.manual_seed(seed)

@@ -11,6 +11,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from maskformer.data.color_aug import ColorAugSSD
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_PAD = 128  # pixel value of padded image areas before normalisation (as the official mapper)
@@ -23,9 +25,9 @@ def _normalise() -> list[v2.Transform]:
 
 
 def build_train_transforms(crop_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
-                           photometric: bool = True) -> v2.Compose:
+                           color_aug_ssd: bool = True) -> v2.Compose:
     """The official MaskFormer mapper: random shortest-edge resize (0.5-2.0 x crop), random crop with
-    padding (image 128, labels PAD_ID), photometric distortion, horizontal flip, normalisation.
+    padding (image 128, labels PAD_ID), ColorAugSSD, horizontal flip, normalisation.
     """
     low, high = scale_range
     sizes = sorted({int(crop_size * (low + (high - low) * i / 15)) for i in range(16)})
@@ -34,8 +36,8 @@ def build_train_transforms(crop_size: int, scale_range: tuple[float, float] = (0
         v2.RandomCrop(crop_size, pad_if_needed=True,
                       fill={tv_tensors.Image: IMAGE_PAD, tv_tensors.Mask: PAD_ID}),
     ]
-    if photometric:
-        ops.append(v2.RandomPhotometricDistort(p=0.5))
+    if color_aug_ssd:
+        ops.append(ColorAugSSD())
     ops.append(v2.RandomHorizontalFlip(p=0.5))
     return v2.Compose(ops + _normalise())
 

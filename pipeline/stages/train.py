@@ -62,7 +62,7 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     if not layout.manifest.exists():
         raise MissingInputError(f"{layout.manifest} not found: run `python -m pipeline preprocess` first")
     transforms = build_train_transforms(
-        params.input.crop_size, (params.input.min_scale, params.input.max_scale), params.input.photometric
+        params.input.crop_size, (params.input.min_scale, params.input.max_scale), params.input.color_aug_ssd
     )
     dataset = CanonicalDataset(layout.root, "train", task=params.input.task, transforms=transforms)
     checkpoints = checkpoint_dir(params)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for annotations only: params.py imports this module, never 
 class SyntheticParams(SceneSpec):
     """`data.synthetic`: the scene spec (defaults keep the whole pipeline short on 2 CPUs) and split sizes."""
 
-    num_train: int = Field(200, gt=0)
+    num_train: int = Field(1000, gt=0)
     num_val: int = Field(50, gt=0)
 
 
