@@ -26,6 +26,7 @@ from benchmarks.flops import count_flops, flops_fields
 from benchmarks.hf_maskformer import build_hf_model, hf_aux_loss_crashes
 from benchmarks.variants import NUM_CLASSES, NUM_QUERIES, Variant, inference_step, loss_step, train_step
 from maskformer.engine import resolve_device
+from maskformer.engine.train import native_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,8 @@ def settings(device: torch.device) -> dict:
                                    "transformers:noaux:bf16-autocast"]}
     return {"train": (256, 2), "infer": (512, 2), "loss": (512, 2), "eval_images": 8, "max_batch": 4,
             "max_batch_variants": ["ours:noaux:fp32", "transformers:noaux:fp32"],
-            "train_variants": ["ours:noaux:fp32", "transformers:noaux:fp32", "ours:aux:fp32"],
+            "train_variants": ["ours:noaux:fp32", "transformers:noaux:fp32", "ours:aux:fp32"]
+            + (["ours:noaux:bf16-autocast", "transformers:noaux:bf16-autocast"] if native_cpu_bf16() else []),
             "infer_variants": ["ours:aux:fp32", "transformers:noaux:fp32"]}
 
 

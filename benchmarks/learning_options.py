@@ -78,6 +78,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
                    "train.batch_size": 4, "train.max_iters": 2400},
     "pix_n1000s1": {"data.synthetic.num_train": 1000, "input.min_scale": 1.0, "input.max_scale": 1.0,
                     "model.transformer_in_feature": "pixel_embedding", "train.max_iters": 1200},
+    "default_bf16cpu": {"train.amp_cpu": True},
 }
 
 # not learning parameters: keep every checkpoint (for the curve), skip the MLflow model upload

@@ -39,6 +39,8 @@ class Variant:
         """What else the run uses: ours on a GPU runs our default GPU mode."""
         if self.impl == "ours" and device.type == "cuda" and self.dtype != "fp32":
             return "default GPU mode: bf16 autocast, channels_last, fused AdamW, cudnn.benchmark"
+        if self.impl == "ours" and device.type == "cpu" and self.dtype != "fp32":
+            return "train.amp_cpu: bf16 autocast, channels_last"
         return "plain"
 
 

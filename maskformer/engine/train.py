@@ -48,6 +48,7 @@ class TrainConfig:
     amp: bool = True  # autocast on CUDA only
     amp_dtype: str = "bfloat16"  # or "float16" (then a GradScaler is used)
     channels_last: bool = True  # CUDA only
+    amp_cpu: bool = False  # CPU with native bf16 (AVX512-BF16 / AMX): bf16 autocast + channels_last
     cudnn_benchmark: bool = True  # CUDA only
     find_unused_parameters: bool = False  # DDP: needed if some parameters get no gradient in a step
     log_period: int = 20  # callback/progress every log_period steps; DDP also checks SIGTERM then
@@ -55,6 +56,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"TrainConfig.device={self.device!r}: must be 'auto', 'cpu' or 'cuda'")
+        if self.amp_cpu and self.amp_dtype != "bfloat16":
+            raise ValueError(f"TrainConfig.amp_cpu needs amp_dtype='bfloat16', got {self.amp_dtype!r}")
         if self.amp_dtype not in ("bfloat16", "float16"):
             raise ValueError(f"TrainConfig.amp_dtype={self.amp_dtype!r}: must be 'bfloat16' or 'float16'")
         for name in ("max_iters", "batch_size", "checkpoint_period", "log_period"):
@@ -131,9 +134,33 @@ def per_process_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
+def native_cpu_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _cpu_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether this run autocasts to bf16 on the CPU (amp_cpu); an error when the CPU has no native bf16,
+    where oneDNN would emulate it slower than fp32."""
+    if not (cfg.amp_cpu and device.type == "cpu"):
+        return False
+    if not native_cpu_bf16():
+        raise RuntimeError("TrainConfig.amp_cpu: this CPU has no native bf16 (AVX512-BF16 or AMX); "
+                           "set amp_cpu false")
+    return True
+
+
 def _memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA when configured, else the contiguous format."""
-    return torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
+    """channels_last on CUDA when configured (and with amp_cpu on a CPU), else the contiguous format."""
+    cuda_cl = device.type == "cuda" and cfg.channels_last
+    return torch.channels_last if cuda_cl or _cpu_bf16(cfg, device) else torch.contiguous_format
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype training autocasts to on this device (amp on CUDA, amp_cpu on a CPU), None for fp32."""
+    if device.type == "cuda":
+        return getattr(torch, cfg.amp_dtype) if cfg.amp else None
+    return torch.bfloat16 if _cpu_bf16(cfg, device) else None
 
 
 def _setup(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
@@ -188,7 +215,7 @@ def _loop(
     """Iterations start_iter..max_iters: a train_step each, metrics every log_period, checkpoints, SIGTERM."""
     model, optimizer, scheduler = stateful["model"], stateful["optimizer"], stateful["scheduler"]
     fmt = _memory_format(cfg, device)
-    amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp and device.type == "cuda" else None
+    amp_dtype = autocast_dtype(cfg, device)
     bar = progress_bar(
         total=cfg.max_iters,
         initial=start_iter,

@@ -1,0 +1,63 @@
+"""CPU speed-ups of the training step change the speed, not the losses or the gradients."""
+
+import importlib
+
+import pytest
+import torch
+
+from maskformer import build_model, tiny_config
+from maskformer.engine import TrainConfig, build_optimizer, train_step
+
+train_module = importlib.import_module("maskformer.engine.train")  # the module (engine.train is the function)
+
+
+def batch():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 64, 64, generator=gen)
+    targets = [{"labels": torch.tensor([0, 2]), "masks": torch.rand(2, 64, 64, generator=gen) > 0.5}
+               for _ in range(2)]
+    return images, targets
+
+
+def losses_and_grads(fmt: torch.memory_format, amp_dtype: torch.dtype | None):
+    """One train step of the tiny model from a fixed init: its loss terms and every gradient."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(num_classes=3, num_queries=6)).to(memory_format=fmt).train()
+    optimizer = build_optimizer(model, lr=0.0)  # lr 0: the step leaves the weights, we read the grads
+    images, targets = batch()
+    _, losses = train_step(model, model.criterion, optimizer, images.contiguous(memory_format=fmt),
+                           targets, amp_dtype)
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return {k: v.item() for k, v in losses.items()}, grads
+
+
+def test_channels_last_on_cpu_gives_the_same_losses_and_gradients():
+    base_losses, base_grads = losses_and_grads(torch.contiguous_format, None)
+    losses, grads = losses_and_grads(torch.channels_last, None)
+    assert losses == pytest.approx(base_losses, rel=1e-4, abs=1e-6)
+    assert (grads - base_grads).norm() / base_grads.norm() < 1e-4  # measured 4e-6: summation order only
+
+
+@pytest.mark.skipif(not train_module.native_cpu_bf16(), reason="this CPU has no native bf16")
+def test_cpu_bf16_autocast_stays_within_bf16_precision_of_fp32():
+    """bf16 keeps 8 bits of mantissa: losses agree to ~1%, gradients point the same way (cosine 0.97
+    measured: not the same numbers, which is why amp_cpu is opt-in; its learning run is in benchmarks/)."""
+    base_losses, base_grads = losses_and_grads(torch.contiguous_format, None)
+    losses, grads = losses_and_grads(torch.channels_last, torch.bfloat16)
+    assert losses == pytest.approx(base_losses, rel=3e-2, abs=1e-3)
+    cosine = torch.nn.functional.cosine_similarity(grads, base_grads, dim=0)
+    assert cosine > 0.95
+
+
+def test_amp_cpu_is_what_the_engine_runs_and_needs_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    assert train_module.autocast_dtype(TrainConfig(amp_cpu=False), cpu) is None
+    assert train_module.autocast_dtype(TrainConfig(amp=True), cpu) is None  # `amp` is for CUDA
+    monkeypatch.setattr(train_module, "native_cpu_bf16", lambda: True)
+    assert train_module.autocast_dtype(TrainConfig(amp_cpu=True), cpu) is torch.bfloat16
+    assert train_module._memory_format(TrainConfig(amp_cpu=True), cpu) == torch.channels_last
+    monkeypatch.setattr(train_module, "native_cpu_bf16", lambda: False)
+    with pytest.raises(RuntimeError, match="no native bf16"):
+        train_module.autocast_dtype(TrainConfig(amp_cpu=True), cpu)
+    with pytest.raises(ValueError, match="amp_cpu needs amp_dtype='bfloat16'"):
+        TrainConfig(amp_cpu=True, amp_dtype="float16")
