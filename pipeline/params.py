@@ -78,13 +78,18 @@ class InputParams(_Section):
         "panoptic",
         description="panoptic: stuff per class + things per instance; semantic: one mask per class",
     )
-    crop_size: int = Field(128, ge=32, description="random-crop size of training images")
-    min_scale: float = Field(0.5, gt=0, description="smallest training resize, shortest edge x crop_size")
-    max_scale: float = Field(2.0, gt=0, description="largest training resize, shortest edge x crop_size")
+    crop_size: int | tuple[int, int] = Field(
+        128, description="random-crop size of training images: a side, or [height, width] (Cityscapes)"
+    )
+    min_scale: float = Field(0.5, gt=0, description="smallest training resize, shortest edge x crop side")
+    max_scale: float = Field(2.0, gt=0, description="largest training resize, shortest edge x crop side")
     color_aug_ssd: bool = Field(True, description="the official ColorAugSSD colour augmentation in training")
 
     @model_validator(mode="after")
     def _scale_order(self) -> InputParams:
+        sides = self.crop_size if isinstance(self.crop_size, tuple) else (self.crop_size,)
+        if min(sides) < 32:
+            raise ValueError(f"input.crop_size={self.crop_size}: every side must be >= 32")
         if self.min_scale > self.max_scale:
             raise ValueError(f"input.min_scale={self.min_scale} must be <= input.max_scale={self.max_scale}")
         return self
@@ -189,14 +194,24 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def apply_preset(path: Path, raw: dict) -> dict:
-    """Merge `presets[preset]` over the file's sections (a preset is a named set of section values)."""
+    """Merge `presets[preset]` over the file's sections (a preset is a named set of section values; one
+    may name a `base` preset it extends, whose values it overrides)."""
     name = raw.get("preset")
     if name is None:
         return raw
-    presets = raw.get("presets") or {}
+    return _merge(raw, resolve_preset(path, raw.get("presets") or {}, name))
+
+
+def resolve_preset(path: Path, presets: dict, name: str, chain: tuple[str, ...] = ()) -> dict:
+    """A preset's section values with its `base` chain merged under them."""
     if name not in presets:
-        raise ParamsError(f"{path}: preset: unknown preset {name!r} (known: {', '.join(sorted(presets))})")
-    return _merge(raw, presets[name])
+        where = f"presets.{chain[-1]}.base" if chain else "preset"
+        raise ParamsError(f"{path}: {where}: unknown preset {name!r} (known: {', '.join(sorted(presets))})")
+    if name in chain:
+        raise ParamsError(f"{path}: presets: base cycle {' -> '.join((*chain, name))}")
+    values = dict(presets[name])
+    base = values.pop("base", None)
+    return _merge(resolve_preset(path, presets, base, (*chain, name)), values) if base else values
 
 
 def _check_sources(path: Path, data: DataParams) -> None:

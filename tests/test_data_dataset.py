@@ -122,3 +122,12 @@ def test_collate_pads_images_masks_and_ignore():
     assert [t["masks"].shape for t in targets] == [(2, 10, 15), (3, 10, 15)]
     assert not targets[1]["masks"][:, 8:].any() and (targets[1]["sem_seg"][8:] == IGNORE).all()
     assert (targets[0]["sem_seg"][:, :12] == 0).all() and (targets[0]["sem_seg"][:, 12:] == IGNORE).all()
+
+
+def test_rectangular_crop_scales_from_its_longer_side(processed):
+    """Cityscapes' 512x1024 crop: shortest edge resized to 0.5-2.0 x 1024, crops of height x width."""
+    transform = build_train_transforms((32, 48), scale_range=(1.0, 1.0), color_aug_ssd=False)
+    image, target = CanonicalDataset(processed, "train", task="panoptic", transforms=transform)[0]
+    assert tuple(image.shape) == (3, 32, 48) and tuple(target["sem_seg"].shape) == (32, 48)
+    resize = transform.transforms[0]
+    assert list(resize.min_size) == [48] and resize.max_size == 192

@@ -52,6 +52,19 @@ def test_param_groups_decay_lr_and_frozen():
     assert isinstance(opt, torch.optim.AdamW) and not opt.defaults["fused"]  # CPU params: not fused
 
 
+def test_swin_position_tables_get_no_weight_decay():
+    """The official Swin recipe: relative_position_bias_table (and absolute_pos_embed) are not decayed."""
+    from maskformer import build_model, tiny_config
+
+    model = build_model(tiny_config(backbone="swin_t", weights=None))
+    groups = _group_of(build_optimizer(model, lr=6e-5, weight_decay=0.01, backbone_multiplier=1.0))
+    tables = [p for n, p in model.named_parameters() if n.endswith("relative_position_bias_table")]
+    assert len(tables) == 12  # one per Swin-T block (2 + 2 + 6 + 2)
+    assert all(groups[id(p)]["weight_decay"] == 0.0 for p in tables)
+    qkv = model.backbone.features[1][0].attn.qkv.weight
+    assert groups[id(qkv)]["weight_decay"] == 0.01
+
+
 def test_is_norm_by_type_and_name():
     assert all(is_norm(m) for m in (nn.BatchNorm1d(2), nn.SyncBatchNorm(2), nn.InstanceNorm2d(2),
                                     nn.GroupNorm(1, 2), nn.LayerNorm(2), FrozenBatchNorm2d(2)))

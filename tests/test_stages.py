@@ -221,3 +221,38 @@ def test_paper_preset_is_the_official_ade20k_r50_recipe(tmp_path):
     (tmp_path / "params.yaml").write_text(text.replace("preset: paper_ade20k_r50", "preset: nope"))
     with pytest.raises(ParamsError, match="preset: unknown preset 'nope'"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(("preset", "expected"), [
+    ("paper_ade20k_r101", {"model.backbone": "resnet101", "train.lr": 1e-4, "train.max_iters": 160000}),
+    ("paper_ade20k_per_pixel_r50", {"model.architecture": "per_pixel_baseline",
+                                    "model.backbone": "resnet50"}),
+    ("paper_ade20k_swin_t", {"model.backbone": "swin_t", "train.lr": 6e-5, "train.weight_decay": 0.01,
+                             "train.backbone_multiplier": 1.0, "train.warmup_iters": 1500,
+                             "train.warmup_factor": 1e-6, "input.crop_size": 512}),
+    ("paper_ade20k_swin_s", {"model.backbone": "swin_s", "train.lr": 6e-5, "train.warmup_iters": 1500}),
+    ("paper_cityscapes_r101", {"data.dataset": "cityscapes", "input.crop_size": (512, 1024),
+                               "model.backbone": "resnet101", "train.max_iters": 90000,
+                               "evaluate.test_size": 1024, "model.hidden_dim": 256}),
+])
+def test_model_zoo_presets_extend_their_base(tmp_path, preset, expected):
+    """Each official model-zoo row: its own values over its base chain, ending at the ADE20K R50 recipe."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("preset: null", f"preset: {preset}"))
+    params = load_params(tmp_path / "params.yaml")
+    for dotted, value in expected.items():
+        section, key = dotted.split(".")
+        assert getattr(getattr(params, section), key) == value, dotted
+    assert (params.input.min_scale, params.input.max_scale, params.evaluate.amp) == (0.5, 2.0, False)
+
+
+def test_preset_base_errors_name_the_preset(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("preset: a\npresets:\n  a: {base: b}\n  b: {base: a}\n")
+    with pytest.raises(ParamsError, match="presets: base cycle a -> b -> a"):
+        load_params(path)
+    path.write_text("preset: a\npresets:\n  a: {base: zz}\n")
+    with pytest.raises(ParamsError, match="presets.a.base: unknown preset 'zz'"):
+        load_params(path)

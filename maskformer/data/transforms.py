@@ -24,15 +24,18 @@ def _normalise() -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def build_train_transforms(crop_size: int, scale_range: tuple[float, float] = (0.5, 2.0),
+def build_train_transforms(crop_size: int | tuple[int, int], scale_range: tuple[float, float] = (0.5, 2.0),
                            color_aug_ssd: bool = True) -> v2.Compose:
-    """The official MaskFormer mapper: random shortest-edge resize (0.5-2.0 x crop), random crop with
-    padding (image 128, labels PAD_ID), ColorAugSSD, horizontal flip, normalisation.
+    """The official MaskFormer mapper: random shortest-edge resize (0.5-2.0 x the crop's longer side, at
+    most 4x it on the longest edge), random crop (a side or (h, w)) with padding (image 128, labels PAD_ID),
+    ColorAugSSD, horizontal flip, normalisation. Cityscapes' 512x1024 crop resizes to 512-2048, as there.
     """
     low, high = scale_range
-    sizes = sorted({int(crop_size * (low + (high - low) * i / 15)) for i in range(16)})
+    base = max(crop_size) if isinstance(crop_size, tuple | list) else crop_size
+    sizes = sorted({int(base * (low + (high - low) * i / 15)) for i in range(16)})
+    crop_size = tuple(crop_size) if isinstance(crop_size, tuple | list) else crop_size
     ops: list[v2.Transform] = [
-        v2.RandomShortestSize(min_size=sizes, max_size=crop_size * 4, antialias=True),
+        v2.RandomShortestSize(min_size=sizes, max_size=base * 4, antialias=True),
         v2.RandomCrop(crop_size, pad_if_needed=True,
                       fill={tv_tensors.Image: IMAGE_PAD, tv_tensors.Mask: PAD_ID}),
     ]

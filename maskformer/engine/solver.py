@@ -15,6 +15,9 @@ def is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NormBase | nn.GroupNorm | nn.LayerNorm) or "Norm" in type(module).__name__
 
 
+NO_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
+
+
 def build_optimizer(
     model: nn.Module,
     lr: float = 1e-4,
@@ -33,12 +36,14 @@ def build_optimizer(
     groups: list[dict] = []
     seen: set[int] = set()
     for module in model.modules():
-        for param in module.parameters(recurse=False):
+        for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:  # shared parameters go in one group only
                 continue
             seen.add(id(param))
             decay = weight_decay
-            if is_norm(module):
+            if name in NO_DECAY_NAMES:  # Swin's position tables (the official train_net.py)
+                decay = 0.0
+            elif is_norm(module):
                 decay = weight_decay_norm
             elif isinstance(module, nn.Embedding):
                 decay = weight_decay_embed
