@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.orchestration.dvc_cli import DvcError, stage_env
-from pipeline.orchestration.workspace import prune, workspace
+from pipeline.orchestration.workspace import has_changes, prune, workspace
 from pipeline.outputs import RUN_WORKSPACES, lock_file, project_root
 
 
@@ -40,7 +40,7 @@ def test_a_workspace_holds_head_and_uncommitted_changes_and_leaves_the_copy_alon
         assert root == project.resolve() / RUN_WORKSPACES / "run-1"
         assert (root / "params.yaml").read_text() == "train:\n  lr: 0.002\n"
         assert not (root / "gone.txt").exists() and (root / "new.py").read_text() == "x = 1\n"
-        assert untracked == ["new.py"]
+        assert untracked == ["new.py"] and has_changes(root)
         cache = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, env=stage_env(),
                                capture_output=True, text=True, check=True).stdout.strip()
         assert Path(cache) == project.resolve() / ".dvc" / "cache"  # one cache for every run
@@ -79,6 +79,6 @@ def test_a_revision_runs_that_commit_as_committed(project: Path) -> None:
     with workspace("again", project, revision=first[:8]) as (root, untracked):
         assert _git(root, "rev-parse", "HEAD").strip() == first
         assert (root / "params.yaml").read_text() == "train:\n  lr: 0.001\n"
-        assert untracked == [] and not (root / "new.py").exists()
+        assert untracked == [] and not (root / "new.py").exists() and not has_changes(root)
     with pytest.raises(DvcError, match="no git commit 'nope'"), workspace("bad", project, revision="nope"):
         pass

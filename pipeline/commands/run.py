@@ -79,7 +79,7 @@ def main(params_path: str, argv: list[str]) -> int:
     summary = pipeline_flow(settings=RunSettings(extra=overrides), apply=args.apply, revision=args.revision)
     name = summary["run_name"]
     print(f"run {name}: " + ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))
-    print(f"commit: {summary['commit']}" + ("" if args.revision else " + the working copy's changes"))
+    print(f"commit: {summary['commit']}" + (" + the working copy's changes" if summary["changes"] else ""))
     print(f"DVC experiment: {summary['experiment']} (dvc exp show" + (", applied to the working copy)"
                                                                        if args.apply else ")"))
     print(f"report: {summary['report'] or f'`dvc exp apply {name}` puts it in reports/'}")

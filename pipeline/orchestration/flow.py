@@ -30,7 +30,7 @@ from pipeline.orchestration.deployment import RunSettings
 from pipeline.orchestration.dvc_cli import dvc_command, stage_env, stage_order
 from pipeline.orchestration.overrides import validate_overrides, write_overrides
 from pipeline.orchestration.process import stream
-from pipeline.orchestration.workspace import head_commit, workspace
+from pipeline.orchestration.workspace import has_changes, head_commit, workspace
 from pipeline.params import ParamsError, load_params
 
 FLOW_NAME = "maskformer-pipeline"
@@ -186,9 +186,10 @@ def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False, revis
     results: dict[str, str] = {}
     with workspace(name, revision=revision) as (root, untracked):
         validate_overrides(root / PARAMS, overrides)  # the commit's params.yaml when `revision` is given
+        changes = has_changes(root)  # the working copy's, before the overrides are written
         write_overrides(root / PARAMS, overrides)
         stages, commit = stage_order(root), head_commit(root)
-        logger.info("workspace %s at %s%s%s", root, commit, "" if revision else " + uncommitted changes",
+        logger.info("workspace %s at %s%s%s", root, commit, " + uncommitted changes" if changes else "",
                     "".join(f", set {k}={v!r}" for k, v in overrides.items()))
         for i, stage in enumerate(stages):
             retries, delay = RETRIES.get(stage, DEFAULT_RETRIES)
@@ -202,5 +203,6 @@ def pipeline_flow(settings: RunSettings = NO_CHANGES, apply: bool = False, revis
         report = out.REPORT_HTML if apply and out.REPORT_HTML.exists() else None
         logger.info("stages: %s", ", ".join(f"{s} {r}" for s, r in results.items()))
         mlflow_run = publish_artifacts(name, root, any(r == "ran" for r in results.values()), report)
-    return {"run_name": name, "commit": commit, "stages": results, "experiment": experiment,
+    return {"run_name": name, "commit": commit, "changes": changes, "stages": results,
+            "experiment": experiment,
             "mlflow": mlflow_run, "report": str(report.resolve()) if report else None}

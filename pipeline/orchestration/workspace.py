@@ -86,6 +86,11 @@ def _create(root: Path, path: Path, commit: str, changes: bool) -> list[str]:
     return untracked
 
 
+def has_changes(path: Path) -> bool:
+    """Whether the worktree at `path` differs from its commit (changed or untracked, not ignored, files)."""
+    return bool(_run(["git", "status", "--porcelain", "--untracked-files=all"], path).strip())
+
+
 @contextlib.contextmanager
 def workspace(name: str, root: Path = Path("."), revision: str | None = None
               ) -> Iterator[tuple[Path, list[str]]]:
