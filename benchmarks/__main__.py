@@ -16,6 +16,7 @@ NAMES = (
     "op_count",
     "train_throughput",
     "learning_options",
+    "cpu_speedups",
 )
 
 
