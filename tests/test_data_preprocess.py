@@ -159,3 +159,22 @@ def test_cityscapes_local_folder(tmp_path):
         [(26, 1, 1), (26, 9, 0), (26, 9, 0)]
     sem = _png(out / "semantic" / "train" / "aachen_000000_000010.png")
     assert sem[0, 0] == 10 and sem[9, 5] == 0 and sem[5, 3] == 13 and sem[9, 0] == 255
+
+
+def test_palette_labels_are_read_as_indices_not_luminance(tmp_path):
+    from pipeline.data.sources._common import read_label
+
+    label = Image.fromarray(np.array([[0, 1], [2, 150]], np.uint8), mode="P")
+    label.putpalette([255, 255, 255] * 256)  # every index white: luminance would read 255 everywhere
+    label.save(tmp_path / "palette.png")
+    assert read_label(tmp_path / "palette.png", "L").tolist() == [[0, 1], [2, 150]]
+    assert read_label(tmp_path / "palette.png", "I").tolist() == [[0, 1], [2, 150]]
+
+
+def test_an_image_over_pils_pixel_limit_is_a_bad_file_not_a_crash(tmp_path, monkeypatch):
+    from pipeline.data.sources._common import read_label
+
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > 2x the limit: DecompressionBombError
+    with pytest.raises(DataError, match="big.png: unreadable label"):
+        read_label(tmp_path / "big.png", "L")

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from maskformer.data.layout import IGNORE, CanonicalLayout, id_to_rgb
-from pipeline.data.sources import DataError, Item, get_source
+from pipeline.data.sources import IMAGE_ERRORS, DataError, Item, get_source
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def _image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             im.load()
             return im.height, im.width
-    except (OSError, ValueError, SyntaxError) as exc:
+    except IMAGE_ERRORS as exc:
         raise DataError(f"{path}: unreadable image: {exc}") from exc
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
 if TYPE_CHECKING:
     from pipeline.params import DataParams
@@ -18,6 +19,11 @@ SPLITS = ("train", "val")
 
 class DataError(ValueError):
     """A bad input file (unreadable image, label outside the categories, size mismatch); names the file."""
+
+
+# what PIL raises for a file it cannot decode: truncated or corrupt (OSError, ValueError, SyntaxError) and
+# images over its pixel limit (DecompressionBombError, not an OSError); each makes the file a bad file
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)

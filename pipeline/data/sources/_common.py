@@ -7,16 +7,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.data.sources import DataError
+from pipeline.data.sources import IMAGE_ERRORS, DataError
 
 
 def read_label(path: Path, mode: str) -> np.ndarray:
-    """Decode a label PNG fully in `mode` ('L', 'I' or 'RGB'); DataError naming the file if unreadable."""
+    """Decode a label PNG fully in `mode` ('L', 'I' or 'RGB'); DataError naming the file if unreadable.
+    A palette PNG read as 'L' or 'I' gives its indices (the label ids), never luminance."""
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert(mode) if im.mode != mode else im)
-    except (OSError, ValueError, SyntaxError) as exc:
+            if im.mode == mode or (im.mode == "P" and mode in ("L", "I")):
+                return np.asarray(im)
+            return np.asarray(im.convert(mode))
+    except IMAGE_ERRORS as exc:
         raise DataError(f"{path}: unreadable label: {exc}") from exc
 
 
