@@ -178,3 +178,25 @@ def test_an_image_over_pils_pixel_limit_is_a_bad_file_not_a_crash(tmp_path, monk
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > 2x the limit: DecompressionBombError
     with pytest.raises(DataError, match="big.png: unreadable label"):
         read_label(tmp_path / "big.png", "L")
+
+
+def test_images_are_hard_linked_not_copied_and_disk_space_is_checked_first(tmp_path, monkeypatch):
+    import os
+    import shutil
+    from collections import namedtuple
+
+    from pipeline.data.sources import get_source
+    from pipeline.stages.download import source_root
+
+    params = data_params(tmp_path, "synthetic", num_workers=0, synthetic={"num_train": 3, "num_val": 2,
+                                                                         "image_size": 64})
+    download(params)
+    out = preprocess(params)
+    item = get_source("synthetic").items(source_root(params), "train")[0]
+    processed = out / "images" / "train" / f"{item.name}{item.image.suffix}"
+    assert processed.is_file() and os.path.samefile(processed, item.image)  # one inode, no second copy
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9 - 100, 100))
+    with pytest.raises(DataError, match=r"processed: 0.0 GiB free, the converted data set needs about"):
+        preprocess(params)
+    assert (out / "manifest.json").is_file()  # the earlier result is untouched

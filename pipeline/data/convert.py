@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,15 @@ def _image_size(path: Path) -> tuple[int, int]:
             return im.height, im.width
     except IMAGE_ERRORS as exc:
         raise DataError(f"{path}: unreadable image: {exc}") from exc
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link `target` to `source` (no second copy of a large data set), copying where the file system
+    cannot (another device, no link support)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _save_png(array: np.ndarray, path: Path) -> str:
@@ -79,7 +89,7 @@ def _convert(job: ConvertJob) -> dict:
     split, out = item.split, job.out
     image_name = f"{item.name}{item.image.suffix.lower()}"
     image_path = out.image(split, image_name)
-    shutil.copyfile(item.image, image_path)
+    link_or_copy(item.image, image_path)
     semantic_png, panoptic_png = out.semantic(split, item.name), out.panoptic_png(split, item.name)
     return {
         "image": {"file_name": image_name, "height": height, "width": width},

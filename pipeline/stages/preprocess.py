@@ -14,7 +14,7 @@ from typing import Any
 from maskformer.data.layout import CanonicalLayout
 from pipeline.data.convert import ConvertJob, convert
 from pipeline.data.pool import parallel_map
-from pipeline.data.sources import SPLITS, DataError, get_source
+from pipeline.data.sources import SPLITS, DataError, Item, get_source
 from pipeline.outputs import processed_dir
 from pipeline.params import DataParams, Params
 from pipeline.stages.download import source_root
@@ -62,6 +62,19 @@ def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: 
             "instances": len(instances), "skipped": len(skipped), "skipped_files": skipped, "sha256": digest}
 
 
+def check_free_space(items: list[Item], target: Path) -> None:
+    """Fail early, naming the folder, when `target`'s file system cannot hold the converted set: about
+    twice the labels' bytes (semantic + panoptic PNGs), plus the images' unless they can be hard-linked."""
+    images = sum(item.image.stat().st_size for item in items)
+    labels = sum(item.label.stat().st_size for item in items if item.label.is_file())
+    same_device = bool(items) and items[0].image.stat().st_dev == target.stat().st_dev
+    needed = 2 * labels + (0 if same_device else images)
+    free = shutil.disk_usage(target).free
+    if needed > free:
+        raise DataError(f"{target}: {free / 2**30:.1f} GiB free, the converted data set needs about "
+                        f"{needed / 2**30:.1f} GiB: free some space or put data/ on a larger disk")
+
+
 def preprocess(params: DataParams) -> Path:
     """Convert every split of the chosen source into data/processed/<dataset>/ and return that folder.
 
@@ -73,6 +86,8 @@ def preprocess(params: DataParams) -> Path:
     if not root.exists():
         raise DataError(f"{root}: the {source.name} data is missing; run `python -m pipeline download` first")
     out = processed_dir(params)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space([it for split in SPLITS for it in source.items(root, split)], out.parent)
     scratch = CanonicalLayout(out.with_name(out.name + ".tmp"))
     shutil.rmtree(scratch.root, ignore_errors=True)
     scratch.panoptic_json("train").parent.mkdir(parents=True)
