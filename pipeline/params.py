@@ -55,6 +55,10 @@ class DataParams(_Section):
     num_workers: int = Field(2, ge=0)
     skip_bad_files: bool = False
     max_images_per_split: int | None = Field(None, gt=0)
+    check_image_counts: bool = Field(
+        True, description="a real source must have the official image count per split (a partial copy is an "
+        "error); false for a subset you made on purpose"
+    )
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     sources: dict[str, SourceParams] = Field(default_factory=dict)
     download: DownloadParams = Field(default_factory=DownloadParams)

@@ -200,3 +200,14 @@ def test_images_are_hard_linked_not_copied_and_disk_space_is_checked_first(tmp_p
     with pytest.raises(DataError, match=r"processed: 0.0 GiB free, the converted data set needs about"):
         preprocess(params)
     assert (out / "manifest.json").is_file()  # the earlier result is untouched
+
+
+def test_a_partial_copy_of_a_real_set_is_named_unless_a_subset_is_asked_for(tmp_path):
+    with FixtureServer() as server:
+        params = _serve_ade(server, tmp_path, _ade_labels(), check_image_counts=True)
+        download(params)
+    with pytest.raises(DataError, match=r"3 train images, the full ade20k has 20210: a partial copy\?"):
+        preprocess(params)
+    subset = params.model_copy(update={"max_images_per_split": 2})
+    manifest = json.loads((preprocess(subset) / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["images"] == 2

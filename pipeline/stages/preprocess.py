@@ -35,6 +35,12 @@ def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: 
     items = source.items(root, split)
     if not items:
         raise DataError(f"{root}: no {split} images found for source {source.name}")
+    expected = source.expected_images.get(split)
+    full = params.check_image_counts and params.max_images_per_split is None
+    if full and expected and len(items) != expected:
+        raise DataError(f"{root}: {len(items)} {split} images, the full {source.name} has {expected}: a "
+                        "partial copy? Complete it, or set data.max_images_per_split (a subset) or "
+                        "data.check_image_counts: false")
     items = items[: params.max_images_per_split]
     for folder in (out.image_dir(split), out.semantic_dir(split), out.panoptic_dir(split)):
         folder.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,7 @@ class Source:
 
     name: str = ""
     archives: tuple[Archive, ...] = ()
+    expected_images: dict[str, int] = {}  # split -> images of the full official set (checked when known)
 
     def prepare(self, root: Path, data_params: DataParams) -> None:
         """Work after download/extraction (nested archives, generation); nothing by default."""

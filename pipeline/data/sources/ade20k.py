@@ -39,6 +39,7 @@ class ADE20k(Source):
     """ADEChallengeData2016 from MIT scene parsing."""
 
     name = "ade20k"
+    expected_images = {"train": 20210, "val": 2000}
     archives = (
         Archive("ADEChallengeData2016.zip", "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",
                 "md5:7328b3957e407ddae1d3cbf487f149ef"),

@@ -29,6 +29,7 @@ class Cityscapes(Source):
     """Cityscapes gtFine; nothing to download without the user's own archives."""
 
     name = "cityscapes"
+    expected_images = {"train": 2975, "val": 500}
     archives = (Archive("gtFine_trainvaltest.zip", None), Archive("leftImg8bit_trainvaltest.zip", None))
 
     def categories(self, root: Path) -> list[dict]:

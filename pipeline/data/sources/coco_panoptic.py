@@ -21,6 +21,7 @@ class CocoPanoptic(CocoPanopticLayout):
     """COCO panoptic 2017; the annotation archive holds nested zips of PNGs, extracted in `prepare`."""
 
     name = "coco_panoptic"
+    expected_images = {"train": 118287, "val": 5000}
     split_dirs = {"train": "train2017", "val": "val2017"}
     archives = (
         Archive("train2017.zip", "http://images.cocodataset.org/zips/train2017.zip",
