@@ -104,7 +104,8 @@ def test_out_of_range_label_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"ADE_train_00000001\.png: label id 200 outside the categories"):
         preprocess(params)
     processed = tmp_path / "data" / "processed"
-    assert not processed.exists() or not any(processed.iterdir())
+    assert not (processed / "ade20k").exists()  # no half-written layout; only the resumable scratch
+    assert [p.name for p in processed.iterdir()] == ["ade20k.tmp"]
 
 
 def _corrupt_one_image(params):
@@ -211,3 +212,27 @@ def test_a_partial_copy_of_a_real_set_is_named_unless_a_subset_is_asked_for(tmp_
     subset = params.model_copy(update={"max_images_per_split": 2})
     manifest = json.loads((preprocess(subset) / "manifest.json").read_text())
     assert manifest["splits"]["train"]["images"] == 2
+
+
+def test_a_failed_conversion_resumes_from_the_images_it_finished(tmp_path, monkeypatch):
+    import pipeline.data.convert as convert_module
+
+    labels = _ade_labels()
+    labels["train/ADE_train_00000002"] = np.full((12, 16), 200, np.uint8)  # class 200: a bad label
+    with FixtureServer() as server:
+        params = _serve_ade(server, tmp_path, labels)
+        download(params)
+    with pytest.raises(DataError, match="ADE_train_00000002.png: label id 200"):
+        preprocess(params)
+    records = sorted(p.name for p in (tmp_path / "data/processed/ade20k.tmp/.records/train").iterdir())
+    assert records == ["ADE_train_00000000.json", "ADE_train_00000001.json"]  # kept, with their files
+    bad = next((tmp_path / "data/raw/ade20k").rglob("ADE_train_00000002.png"))
+    Image.fromarray(np.full((12, 16), 3, np.uint8)).save(bad)  # the user fixes the file
+    converted = []
+    real = convert_module._convert
+    monkeypatch.setattr(convert_module, "_convert", lambda job: converted.append(job.item.name) or real(job))
+    out = preprocess(params)
+    assert converted == ["ADE_train_00000002", "ADE_val_00000000", "ADE_val_00000001"]  # the rest only
+    assert not (out / ".records").exists() and not (tmp_path / "data/processed/ade20k.tmp").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["images"] == 3

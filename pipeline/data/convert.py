@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 def link_or_copy(source: Path, target: Path) -> None:
     """Hard-link `target` to `source` (no second copy of a large data set), copying where the file system
     cannot (another device, no link support)."""
+    target.unlink(missing_ok=True)  # a half-written file of an interrupted run
     try:
         os.link(source, target)
     except OSError:
@@ -107,11 +109,40 @@ def _relative(layout: CanonicalLayout, path: Path) -> str:
     return path.relative_to(layout.root).as_posix()
 
 
-def convert(job: ConvertJob) -> dict:
-    """Convert one item; a bad file raises DataError, or is reported as skipped when params allow."""
+RECORDS = ".records"  # per-item results of an unfinished conversion, in the scratch layout
+
+
+def record_path(out: CanonicalLayout, item: Item) -> Path:
+    """Where the result of `item` is kept while a conversion is unfinished (removed when it ends)."""
+    return out.root / RECORDS / item.split / f"{item.name}.json"
+
+
+def _verified(path: Path, root: Path) -> dict | None:
+    """A kept result whose files all exist with the hashes it lists; None if any is missing or differs."""
     try:
-        return _convert(job)
+        result = json.loads(path.read_text())
+        ok = all(hashlib.sha256((root / rel).read_bytes()).hexdigest() == digest
+                 for rel, digest in result.get("hashes", {}).items())
+    except (OSError, ValueError):
+        return None
+    return result if ok else None
+
+
+def convert(job: ConvertJob) -> dict:
+    """Convert one item, or reuse its verified result from an interrupted run; a bad file raises DataError,
+    or is reported as skipped when params allow. The result is kept on disk as soon as it exists."""
+    record = record_path(job.out, job.item)
+    kept = _verified(record, job.out.root) if record.is_file() else None
+    if kept is not None:
+        return kept
+    try:
+        result = _convert(job)
     except DataError as exc:
         if not job.skip_bad_files:
             raise
-        return {"skipped": str(exc)}
+        result = {"skipped": str(exc)}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(record)
+    return result

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from maskformer.data.layout import CanonicalLayout
-from pipeline.data.convert import ConvertJob, convert
+from pipeline.data.convert import RECORDS, ConvertJob, convert
 from pipeline.data.pool import parallel_map
 from pipeline.data.sources import SPLITS, DataError, Item, get_source
 from pipeline.outputs import processed_dir
@@ -85,7 +85,9 @@ def preprocess(params: DataParams) -> Path:
     """Convert every split of the chosen source into data/processed/<dataset>/ and return that folder.
 
     Output goes to a scratch folder renamed into place at the end, so a failure leaves the previous
-    result (or nothing) rather than a half-written layout.
+    result (or nothing) rather than a half-written layout. The scratch folder survives a failure or a
+    kill with every finished image's result: a rerun with the same data params reuses those it can
+    verify (by hash) and converts the rest.
     """
     source = get_source(params.dataset)
     root = source_root(params)
@@ -95,23 +97,25 @@ def preprocess(params: DataParams) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     check_free_space([it for split in SPLITS for it in source.items(root, split)], out.parent)
     scratch = CanonicalLayout(out.with_name(out.name + ".tmp"))
-    shutil.rmtree(scratch.root, ignore_errors=True)
-    scratch.panoptic_json("train").parent.mkdir(parents=True)
-    try:
-        categories = source.categories(root)
-        manifest = {
-            "dataset": params.dataset,
-            "source": {"name": source.name, "root": str(root),
-                       "archives": [dataclasses.asdict(a) for a in source.archives]},
-            "num_classes": len(categories),
-            "categories": categories,
-            "params": params.data_dump(),
-            "splits": {s: _convert_split(params, root, scratch, s, categories) for s in SPLITS},
-        }
-        _write_json(scratch.manifest, manifest)
-    except BaseException:
+    recipe = {"params": params.data_dump(), "root": str(root.resolve())}
+    marker = scratch.root / RECORDS / "recipe.json"
+    if not (marker.is_file() and json.loads(marker.read_text()) == recipe):  # another run's leftovers
         shutil.rmtree(scratch.root, ignore_errors=True)
-        raise
+    scratch.panoptic_json("train").parent.mkdir(parents=True, exist_ok=True)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(json.dumps(recipe))
+    categories = source.categories(root)
+    manifest = {
+        "dataset": params.dataset,
+        "source": {"name": source.name, "root": str(root),
+                   "archives": [dataclasses.asdict(a) for a in source.archives]},
+        "num_classes": len(categories),
+        "categories": categories,
+        "params": params.data_dump(),
+        "splits": {s: _convert_split(params, root, scratch, s, categories) for s in SPLITS},
+    }
+    _write_json(scratch.manifest, manifest)
+    shutil.rmtree(scratch.root / RECORDS)
     shutil.rmtree(out, ignore_errors=True)
     scratch.root.rename(out)
     return out
