@@ -236,3 +236,28 @@ def test_a_failed_conversion_resumes_from_the_images_it_finished(tmp_path, monke
     assert not (out / ".records").exists() and not (tmp_path / "data/processed/ade20k.tmp").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"]["train"]["images"] == 3
+
+
+def test_a_detectron2_coco_tree_is_read_in_place_and_never_written(tmp_path):
+    import io
+    import zipfile
+
+    rng = np.random.default_rng(3)
+    scenes = {"train": {f"{i:012d}": coco_scene(rng) for i in range(2)},
+              "val": {f"{i:012d}": coco_scene(rng) for i in range(10, 11)}}
+    tree = tmp_path / "datasets" / "coco"  # detectron2's DETECTRON2_DATASETS/coco layout
+    for data in coco_archives(scenes).values():
+        zipfile.ZipFile(io.BytesIO(data)).extractall(tree)
+    params = data_params(tmp_path / "project", "coco_panoptic",
+                         sources={"coco_panoptic": {"local_path": str(tree.parent)}})
+    with pytest.raises(DataError, match=r"panoptic_train2017: missing; extract annotations/panoptic_train2017"):
+        download(params)  # the PNG zips are still packed: said, not unpacked into the user's folder
+    for split in ("train2017", "val2017"):
+        nested = tree / "annotations" / f"panoptic_{split}.zip"
+        zipfile.ZipFile(nested).extractall(tree / "annotations")
+        nested.unlink()
+    before = sorted((p.relative_to(tree), p.stat().st_mtime_ns) for p in tree.rglob("*"))
+    download(params)
+    out = preprocess(params)
+    assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["images"] == 2
+    assert sorted((p.relative_to(tree), p.stat().st_mtime_ns) for p in tree.rglob("*")) == before

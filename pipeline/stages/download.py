@@ -63,7 +63,10 @@ def download(params: DataParams) -> Path:
             st = archive.stat()
             safe_extract(archive, extracted, checksum or f"stat:{st.st_size}:{st.st_mtime_ns}")
     root = source_root(params)
-    source.prepare(root, params)
+    if local is not None and local.is_dir():
+        source.check_tree(root)  # the user's folder: read as it is, never written
+    else:
+        source.prepare(root, params)
     return root
 
 

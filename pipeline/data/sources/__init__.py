@@ -71,6 +71,10 @@ class Source:
     def prepare(self, root: Path, data_params: DataParams) -> None:
         """Work after download/extraction (nested archives, generation); nothing by default."""
 
+    def check_tree(self, root: Path) -> None:
+        """A user's own folder (local_path) is read as it is, never written: DataError naming what is
+        missing for the source's layout; nothing to check by default."""
+
     def find_root(self, base: Path) -> Path:
         """The folder holding the source's own layout, given the extraction folder or a local folder."""
         return base

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.data.extract import safe_extract
-from pipeline.data.sources import Archive
+from pipeline.data.sources import Archive, DataError
 from pipeline.data.sources._coco_layout import CocoPanopticLayout
 
 if TYPE_CHECKING:
@@ -40,6 +40,14 @@ class CocoPanoptic(CocoPanopticLayout):
             if nested.is_file():
                 st = nested.stat()  # its parent archive was verified; size and mtime identify it
                 safe_extract(nested, root / "annotations", f"stat:{st.st_size}:{st.st_mtime_ns}")
+
+    def check_tree(self, root: Path) -> None:
+        """A detectron2-style coco/ folder needs its panoptic PNG folders extracted already."""
+        for imgdir in self.split_dirs.values():
+            pngs = root / "annotations" / f"panoptic_{imgdir}"
+            if not pngs.is_dir():
+                raise DataError(f"{pngs}: missing; extract annotations/panoptic_{imgdir}.zip there (a "
+                                "local_path folder is read as it is, never written)")
 
     def find_root(self, base: Path) -> Path:
         """A local folder may be the COCO root itself or hold a `coco` folder."""
