@@ -250,7 +250,7 @@ def test_a_detectron2_coco_tree_is_read_in_place_and_never_written(tmp_path):
         zipfile.ZipFile(io.BytesIO(data)).extractall(tree)
     params = data_params(tmp_path / "project", "coco_panoptic",
                          sources={"coco_panoptic": {"local_path": str(tree.parent)}})
-    with pytest.raises(DataError, match=r"panoptic_train2017: missing; extract annotations/panoptic_train2017"):
+    with pytest.raises(DataError, match=r"panoptic_train2017: missing; extract annotations/panoptic_train"):
         download(params)  # the PNG zips are still packed: said, not unpacked into the user's folder
     for split in ("train2017", "val2017"):
         nested = tree / "annotations" / f"panoptic_{split}.zip"
