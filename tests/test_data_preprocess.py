@@ -76,6 +76,7 @@ def test_coco_panoptic_round_trip(tmp_path):
         inst = json.loads((out / "annotations" / f"instances_{split}.json").read_text())
         cats = [c["id"] for c in pan["categories"]]
         assert cats == [1, 3, 149, 184] and [c["id"] for c in inst["categories"]] == [1, 3]
+        assert [im["id"] for im in pan["images"]] == [7 + i for i in range(len(items))]  # COCO's own ids
         for image, ann in zip(pan["images"], pan["annotations"], strict=True):
             ids, segments = items[image["file_name"].removesuffix(".jpg")]
             got = rgb_to_id(_png(out / "annotations" / f"panoptic_{split}" / ann["file_name"]))

@@ -48,11 +48,12 @@ def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: 
     jobs = [ConvertJob(source.name, it, out, cats, params.skip_bad_files) for it in items]
     results = parallel_map(convert, jobs, params.num_workers, f"preprocess {split}")
     images, panoptic, instances, hashes, skipped = [], [], [], {}, []
-    for result in results:
+    for job, result in zip(jobs, results, strict=True):
         if "skipped" in result:
             skipped.append(result["skipped"])
             continue
-        image_id = len(images) + 1
+        own = job.item.image_id if source.keeps_image_ids else None
+        image_id = own if own is not None else len(images) + 1
         images.append({"id": image_id, **result["image"]})
         panoptic.append({"image_id": image_id, **result["panoptic"]})
         for ann in result["instances"]:

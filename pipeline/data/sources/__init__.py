@@ -44,6 +44,7 @@ class Item:
     image: Path
     label: Path
     extra: tuple = ()
+    image_id: int | None = None  # the source's own id (COCO's), kept when the source keeps_image_ids
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Source:
     name: str = ""
     archives: tuple[Archive, ...] = ()
     expected_images: dict[str, int] = {}  # split -> images of the full official set (checked when known)
+    keeps_image_ids = False  # True: the layout keeps the source's image ids (COCO's), else numbers 1..N
 
     def prepare(self, root: Path, data_params: DataParams) -> None:
         """Work after download/extraction (nested archives, generation); nothing by default."""

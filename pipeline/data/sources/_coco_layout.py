@@ -50,7 +50,7 @@ class CocoPanopticLayout(Source):
             segs = tuple((s["id"], index.get(s["category_id"], -1), int(s.get("iscrowd", 0)))
                          for s in ann["segments_info"])
             out.append(Item(split, Path(image["file_name"]).stem, imgdir / image["file_name"],
-                            labeldir / ann["file_name"], segs))
+                            labeldir / ann["file_name"], segs, int(ann["image_id"])))
         return sorted(out, key=lambda it: it.name)
 
     def load(self, item: Item, num_classes: int) -> Sample:

@@ -22,6 +22,7 @@ class CocoPanoptic(CocoPanopticLayout):
 
     name = "coco_panoptic"
     expected_images = {"train": 118287, "val": 5000}
+    keeps_image_ids = True  # predictions then score against the official JSON files as they are
     split_dirs = {"train": "train2017", "val": "val2017"}
     archives = (
         Archive("train2017.zip", "http://images.cocodataset.org/zips/train2017.zip",
