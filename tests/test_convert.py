@@ -169,6 +169,7 @@ def test_import_weights_command_writes_a_pipeline_model_file(r50, tmp_path, monk
     assert "maskformer resnet50, 150 classes (ade20k)" in capsys.readouterr().out
     loaded, record = load_trained(tmp_path / "models" / "imported.pt")
     assert record["categories"][0]["name"] == "wall" and len(record["categories"]) == 150  # ADE20K's list
+    assert record["params"]["input"]["task"] == "semantic"  # what evaluate_instance reads
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(images)["pred_masks"], model(images)["pred_masks"])

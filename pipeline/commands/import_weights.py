@@ -59,9 +59,10 @@ def main(params_path: str, argv: list[str]) -> int:
         return 2
     cfg = model.config
     dataset = args.dataset or DATASET_OF_CLASSES.get(cfg.num_classes)
+    task = "panoptic" if dataset == "coco_panoptic" else "semantic"  # what the official model trained on
     record = {"model": model.state_dict(), "config": cfg.to_dict(),
-              "categories": categories(dataset, cfg.num_classes), "iteration": None, "params": None,
-              "source": str(args.source)}
+              "categories": categories(dataset, cfg.num_classes), "iteration": None,
+              "params": {"input": {"task": task}}, "source": str(args.source)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(record, args.out)
     size = sum(p.numel() for p in model.parameters()) / 1e6
