@@ -99,13 +99,15 @@ def official_pkl(model: torch.nn.Module, path) -> None:
     path.write_bytes(pickle.dumps({"model": state, "__author__": "test"}))
 
 
-@pytest.fixture()
-def r50(tmp_path):
+@pytest.fixture(scope="module")
+def r50(tmp_path_factory):
+    """A tiny-headed MaskFormer R50 for ADE20K's 150 classes, written as an official .pkl (built once)."""
     torch.manual_seed(0)
     model = build_model(tiny_config(num_classes=150, backbone="resnet50", backbone_norm="frozen_bn",
                                     num_queries=7, nheads=8)).eval()
-    official_pkl(model, tmp_path / "model_final.pkl")
-    return model, tmp_path / "model_final.pkl"
+    path = tmp_path_factory.mktemp("zoo") / "model_final.pkl"
+    official_pkl(model, path)
+    return model, path
 
 
 def test_official_weights_load_into_the_model_they_came_from(r50):
