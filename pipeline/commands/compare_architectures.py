@@ -89,8 +89,13 @@ def compare(params: Any, names: dict[str, str], images: int, title: str) -> tupl
     revs = {arch: experiment_commit(name) for arch, name in names.items()}
     table = architectures.metrics_table({f"{a} ({names[a]})": _metrics(rev) for a, rev in revs.items()})
     layout = CanonicalLayout(processed_dir(params.data))
-    if not layout.manifest.exists():
-        raise FileNotFoundError(f"{layout.manifest} not found: `dvc pull` or `make run` first")
+    if not layout.manifest.exists():  # the experiments ran in their own workspaces: bring the data here
+        import subprocess
+
+        from pipeline.orchestration.dvc_cli import dvc_command, stage_env
+
+        print(f"compare: {layout.manifest} is missing here: dvc repro preprocess")
+        subprocess.run(dvc_command("repro", "preprocess"), env=stage_env(), check=True)
     categories = json.loads(layout.manifest.read_text())["categories"]
     picked = {s.name: s for s in Validation(params, categories).crowded(images)[0]}
     dataset = CanonicalDataset(layout.root, "val", task="panoptic", transforms=build_eval_transforms())
