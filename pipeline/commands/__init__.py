@@ -8,4 +8,5 @@ COMMANDS: dict[str, str] = {
     "demo": "a 15-second smoke test: a tiny MaskFormer overfits two generated images (no data)",
     "compare": "a table of all MLflow runs of an experiment (differing params, headline metrics)",
     "import_weights": "an official detectron2 model_final_*.pkl -> a model file like models/model.pt",
+    "predict": "a trained model on new images: semantic/panoptic PNGs, COCO JSON, overlays",
 }
