@@ -4,7 +4,8 @@
 
 IMAGES are files, folders or globs. Per image <name>: `<name>_semantic.png` (class indices),
 `<name>_semantic_color.png`, `<name>_panoptic.png` (COCO panoptic ids) and `<name>_overlay.jpg` (each
-predicted segment outlined and labelled); for all: `panoptic.json` (COCO panoptic, categories included)
+predicted thing outlined in its own colour, stuff a faint class fill; no text labels yet); for all:
+`panoptic.json` (COCO panoptic, categories included)
 and `instances.json` (COCO results, RLE). Test-time resizing is params.yaml's `evaluate:`, as in evaluation.
 """
 
