@@ -23,6 +23,8 @@ from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
 from tqdm import tqdm
 
+from pipeline.data.sources import IMAGE_ERRORS
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -48,7 +50,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except IMAGE_ERRORS as exc:
         raise ValueError(f"{path}: not a readable image ({exc})") from None
 
 

@@ -28,11 +28,10 @@ def _write_json(path: Path, content: dict) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: str, categories: list[dict]
-                   ) -> dict:
-    """Convert one split in worker processes; write its JSON files; return its manifest entry."""
+def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: str, categories: list[dict],
+                   items: list[Item]) -> dict:
+    """Convert one split's items in worker processes; write its JSON files; return its manifest entry."""
     source = get_source(params.dataset)
-    items = source.items(root, split)
     if not items:
         raise DataError(f"{root}: no {split} images found for source {source.name}")
     expected = source.expected_images.get(split)
@@ -96,7 +95,8 @@ def preprocess(params: DataParams) -> Path:
         raise DataError(f"{root}: the {source.name} data is missing; run `python -m pipeline download` first")
     out = processed_dir(params)
     out.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space([it for split in SPLITS for it in source.items(root, split)], out.parent)
+    items = {split: source.items(root, split) for split in SPLITS}  # read once (COCO's JSON is large)
+    check_free_space([it for split in SPLITS for it in items[split]], out.parent)
     scratch = CanonicalLayout(out.with_name(out.name + ".tmp"))
     recipe = {"params": params.data_dump(), "root": str(root.resolve())}
     marker = scratch.root / RECORDS / "recipe.json"
@@ -113,7 +113,7 @@ def preprocess(params: DataParams) -> Path:
         "num_classes": len(categories),
         "categories": categories,
         "params": params.data_dump(),
-        "splits": {s: _convert_split(params, root, scratch, s, categories) for s in SPLITS},
+        "splits": {s: _convert_split(params, root, scratch, s, categories, items[s]) for s in SPLITS},
     }
     _write_json(scratch.manifest, manifest)
     shutil.rmtree(scratch.root / RECORDS)
