@@ -41,15 +41,10 @@ def _read(path: str, rev: str, mode: str = "r") -> Any:
 
 def _model(rev: str) -> tuple[Any, dict]:
     """An experiment's trained model (eval mode) and its checkpoint record."""
-    import torch
-
-    from maskformer import MaskFormerConfig, build_model
+    from pipeline.model_file import read_model
     from pipeline.outputs import MODEL
 
-    record = torch.load(io.BytesIO(_read(str(MODEL), rev, "rb")), map_location="cpu", weights_only=True)
-    model = build_model(MaskFormerConfig.from_dict(record["config"]))
-    model.load_state_dict(record["model"])
-    return model.eval(), record
+    return read_model(io.BytesIO(_read(str(MODEL), rev, "rb")))
 
 
 def _metrics(rev: str) -> dict[str, float | None]:

@@ -4,7 +4,7 @@
 
 The config is read from the weights (maskformer.convert.infer_config); `--set field=value` sets what the
 weights do not hold (nheads, thresholds). Class names come from `--dataset`'s source (its processed
-manifest when the data is there). The file loads with pipeline.stages.train.load_trained.
+manifest when the data is there). The file loads with pipeline.model_file.read_model.
 """
 
 from __future__ import annotations

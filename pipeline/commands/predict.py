@@ -56,25 +56,23 @@ def read_image(path: Path) -> np.ndarray:
 
 def predict(paths: list[Path], model_path: Path, out: Path, params) -> dict:
     """Write every output for `paths` into `out`; returns {"images": n, "instances": n}."""
-    from maskformer import MaskFormerConfig, build_model
     from maskformer.data import build_eval_transforms, id_to_rgb
     from maskformer.evaluation.predict import Predictor
     from maskformer.evaluation.runner import segment
+    from pipeline.model_file import read_model
     from pipeline.report.plots import class_colors, colorize, draw_instances
 
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such model file (train one: make run)")
     try:
-        record = torch.load(model_path, map_location="cpu", weights_only=True)  # data only, never code
-        model = build_model(MaskFormerConfig.from_dict(record["config"]))
-        model.load_state_dict(record["model"])
+        model, record = read_model(model_path)
     except Exception as exc:  # noqa: BLE001 - weights_only refuses foreign pickles; say which file
         kind = type(exc).__name__
         raise ValueError(f"{model_path}: not a model file of this project ({kind}: {exc})") from None
     categories = record["categories"]
     names = [c["name"] for c in categories]
     thing_ids = {k for k, c in enumerate(categories) if c["isthing"]}
-    cfg, predictor = model.config, Predictor(model.eval(), params.evaluate)
+    cfg, predictor = model.config, Predictor(model, params.evaluate)
     normalise = build_eval_transforms()
     out.mkdir(parents=True, exist_ok=True)
     panoptic, results = [], []

@@ -19,11 +19,12 @@ from typing import Any
 
 import torch
 
-from maskformer import MaskFormerConfig, build_model
+from maskformer import build_model
 from maskformer.data import CanonicalDataset, CanonicalLayout, build_train_transforms, collate_fn
 from maskformer.engine import atomic_save, is_main_process, list_checkpoints, seed_everything, train
 from pipeline import outputs as out
 from pipeline.locks import exclusive
+from pipeline.model_file import read_model
 from pipeline.outputs import MODEL, TRAIN_LOG, MissingInputError, checkpoint_dir, processed_dir, resume_log
 from pipeline.params import Params
 from pipeline.stages.runner import run_stage
@@ -109,10 +110,7 @@ def load_trained(path: Path = MODEL, device: str | torch.device = "cpu") -> tupl
     """The trained model (eval mode) and its checkpoint record (config, categories, params)."""
     if not path.exists():
         raise MissingInputError(f"{path} not found: run `python -m pipeline train` first")
-    record = torch.load(path, map_location="cpu", weights_only=True)  # a checkpoint is data, never code
-    model = build_model(MaskFormerConfig.from_dict(record["config"]))
-    model.load_state_dict(record["model"])
-    return model.to(device).eval(), record
+    return read_model(path, device)
 
 
 def _run(params: Params, run: Any) -> str:
