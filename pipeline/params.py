@@ -127,7 +127,11 @@ class TrackingParams(_Section):
 
     uri: str | None = Field(None, description="null: sqlite:///<project root>/mlflow.db; or a server URL")
     experiment: str = Field("maskformer", min_length=1, description="MLflow experiment name")
-    log_model: bool = Field(True, description="log the trained model as an MLflow model (pickled)")
+    log_model: bool = Field(True, description="log the trained model as an MLflow pyfunc model")
+    register_as: str | None = Field(None, min_length=1,
+                                    description="also register it as a new version of this registered model")
+    alias: str | None = Field("champion", min_length=1,
+                              description="alias the registered version takes (moved from the previous one)")
 
 
 class Params(_Section):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from maskformer.inference import resize_to_image, semantic_scores
+from maskformer.inference import resize_to_image, semantic_maps
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,11 @@ def resize_and_pad(
 
 
 class Predictor:
-    """Runs a trained model on one normalised image [3, H, W] and returns results at its original size."""
+    """Runs a trained model on normalised images [3, H, W] and returns results at their original sizes.
+
+    The batch methods take images of one shape (stacked, so no image sees another's padding: the results
+    equal one image at a time); the single-image methods are batches of one.
+    """
 
     def __init__(
         self,
@@ -66,13 +70,13 @@ class Predictor:
 
     @torch.inference_mode()
     def _forward(
-        self, image: Tensor, scale: float, flip: bool
+        self, images: list[Tensor], scale: float, flip: bool
     ) -> tuple[dict, tuple[int, int], tuple[int, int]]:
         cfg = self.cfg
         short = max(32, round(cfg.test_size * scale))
-        batch, size = resize_and_pad(
-            image.to(self.device), short, round(cfg.max_size * scale), cfg.size_divisibility
-        )
+        longest = round(cfg.max_size * scale)
+        padded = [resize_and_pad(im.to(self.device), short, longest, cfg.size_divisibility) for im in images]
+        batch, size = torch.cat([b for b, _ in padded]), padded[0][1]
         if flip:
             # flip the image content, not the padding, so the crop after inference stays top-left
             batch[..., : size[1]] = batch[..., : size[1]].flip(-1)
@@ -80,27 +84,40 @@ class Predictor:
             outputs = self.model(batch)
         return outputs, tuple(batch.shape[-2:]), size
 
-    def masks(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """MaskFormer's class logits [Q, K+1] and mask logits [Q, H, W] at the original size (no TTA)."""
-        outputs, padded, size = self._forward(image, 1.0, False)
+    @staticmethod
+    def _same_shape(images: list[Tensor]) -> tuple[int, int]:
+        shapes = {tuple(im.shape[-2:]) for im in images}
+        if len(shapes) != 1:
+            raise ValueError(f"a batch holds images of one shape, got {sorted(shapes)}")
+        return shapes.pop()
+
+    def masks_batch(self, images: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Per image: MaskFormer's class logits [Q, K+1] and mask logits [Q, H, W] at the original size."""
+        out_size = self._same_shape(images)
+        outputs, padded, size = self._forward(images, 1.0, False)
         if "pred_masks" not in outputs:
             raise ValueError("mask predictions need a MaskFormer model, not the per-pixel baseline")
-        masks = resize_to_image(outputs["pred_masks"][0], padded, size, tuple(image.shape[-2:]))
-        return outputs["pred_logits"][0].float(), masks
+        return [(outputs["pred_logits"][b].float(), resize_to_image(outputs["pred_masks"][b], padded, size,
+                                                                    out_size)) for b in range(len(images))]
 
-    def semantic(self, image: Tensor) -> Tensor:
-        """Class scores [K, H, W] at the original size, averaged over the test scales and flips."""
+    def semantic_batch(self, images: list[Tensor]) -> list[Tensor]:
+        """Per image: class scores [K, H, W] at the original size, averaged over the test scales and flips."""
+        out_size = self._same_shape(images)
         total = None
         views = [(s, f) for s in self.cfg.scales for f in ((False, True) if self.cfg.flip else (False,))]
         for scale, flip in views:
-            outputs, padded, size = self._forward(image, scale, flip)
-            out_size = tuple(image.shape[-2:])
-            if "pred_sem_seg" in outputs:
-                scores = resize_to_image(outputs["pred_sem_seg"][0], padded, size, out_size).softmax(0)
-            else:
-                scores = semantic_scores(outputs["pred_logits"][0], outputs["pred_masks"][0], padded, size,
-                                         out_size)
+            outputs, padded, size = self._forward(images, scale, flip)
+            n = len(images)
+            scores = torch.stack(semantic_maps(outputs, padded, [size] * n, [out_size] * n))
             if flip:
                 scores = scores.flip(-1)
             total = scores if total is None else total + scores
-        return total / len(views)
+        return list(total / len(views))
+
+    def masks(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """MaskFormer's class logits [Q, K+1] and mask logits [Q, H, W] at the original size (no TTA)."""
+        return self.masks_batch([image])[0]
+
+    def semantic(self, image: Tensor) -> Tensor:
+        """Class scores [K, H, W] at the original size, averaged over the test scales and flips."""
+        return self.semantic_batch([image])[0]

@@ -166,12 +166,19 @@ def draw_instances(image: np.ndarray, ids: np.ndarray, segments: Sequence[Segmen
     return picture
 
 
-def instance_labels(ids: np.ndarray, segments: Sequence[SegmentInfo], names: Sequence[str]) -> list[Label]:
+def instance_labels(ids: np.ndarray, segments: Sequence[SegmentInfo], names: Sequence[str],
+                    stuff: bool = False) -> list[Label]:
     """A label per drawn thing segment at its pixel farthest from its edge: the class name, with #k when
-    the image holds several of that class (k in list order), in the segment's outline colour."""
-    drawn = [(cls, color, np.nonzero(ids == seg_id)) for seg_id, cls, color in _things(segments)]
+    the image holds several of that class (k in list order), in the segment's outline colour; with
+    `stuff`, stuff segments too (their class name, in the class colour)."""
+    colored = [(seg_id, cls, color) for seg_id, cls, color in _things(segments)]
+    if stuff:
+        classes = class_colors(len(names))
+        colored += [(seg_id, cls, classes[cls]) for seg_id, cls, isthing in segments if not isthing]
+    drawn = [(cls, color, np.nonzero(ids == seg_id)) for seg_id, cls, color in colored]
     drawn = [(cls, color, (rows, cols)) for cls, color, (rows, cols) in drawn if rows.size]
-    totals = np.bincount([cls for cls, _, _ in drawn], minlength=len(names))
+    things = {cls for _, cls, isthing in segments if isthing}
+    totals = np.bincount([cls for cls, _, _ in drawn if cls in things], minlength=len(names))
     seen = np.zeros_like(totals)
     labels = []
     for cls, color, (rows, cols) in drawn:
@@ -183,6 +190,26 @@ def instance_labels(ids: np.ndarray, segments: Sequence[SegmentInfo], names: Seq
         text = f"{names[cls]}#{seen[cls]}" if totals[cls] > 1 else names[cls]
         labels.append(Label(int(left + x - 1), int(top + y - 1), text, tuple(int(c) for c in color)))
     return labels
+
+
+def draw_labels(picture: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
+    """The picture with each label written at its point on a box of its colour (for image files; the
+    report's figures use matplotlib text instead)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.fromarray(picture)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(9, round(min(picture.shape[:2]) / 28)))
+    height, width = picture.shape[:2]
+    for label in labels:
+        left, top, right, bottom = draw.textbbox((label.x, label.y), label.text, font=font, anchor="mm")
+        dx = max(0, 1 - left) - max(0, right + 2 - width)  # keep the box inside the picture
+        dy = max(0, 1 - top) - max(0, bottom + 2 - height)
+        draw.rectangle((left + dx - 1, top + dy - 1, right + dx + 1, bottom + dy + 1), fill=label.color)
+        light = np.dot(label.color, (0.299, 0.587, 0.114)) > 150
+        draw.text((label.x + dx, label.y + dy), label.text, fill="black" if light else "white", font=font,
+                  anchor="mm")
+    return np.asarray(canvas)
 
 
 def instances_panel(ax: plt.Axes, image: np.ndarray, panoptic: Panoptic, names: Sequence[str],

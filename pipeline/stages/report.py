@@ -18,7 +18,6 @@ from pipeline.params import Params
 from pipeline.report.content import build_report
 from pipeline.report.render import render_html, render_markdown
 from pipeline.stages.runner import run_stage
-from pipeline.stages.train import load_trained
 from pipeline.tracking.identity import flatten
 
 
@@ -49,7 +48,7 @@ def _backfill(params: Params) -> None:
             tracking.log_metrics_file(path)
             tracking.log_artifacts([path, *tables], "metrics")
     if params.tracking.log_model and "model_uri" not in run.data.tags and out.MODEL.exists():
-        tracking.log_model(load_trained(out.MODEL)[0])
+        tracking.log_model(out.MODEL, params)
 
 
 def _run(params: Params, run: Any) -> str:

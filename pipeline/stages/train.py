@@ -121,7 +121,7 @@ def _run(params: Params, run: Any) -> str:
                        on_resume=tracking.log_train_rows if tracked else None)
     if tracked:
         if params.tracking.log_model:
-            tracking.log_model(load_trained(path)[0])
+            tracking.log_model(path, params)
         tracking.log_artifacts([TRAIN_LOG], "metrics")
     return f"wrote {path}"
 

@@ -1,4 +1,4 @@
-"""What stages log into the execution's MLflow run: data set, step metrics, metric files, artifacts, model."""
+"""What stages log into the execution's MLflow run: data set, step metrics, metric files, artifacts."""
 
 from __future__ import annotations
 
@@ -77,23 +77,6 @@ def log_artifacts(paths: Iterable[str | Path], artifact_path: str | None = None)
             mlflow.log_artifacts(str(path), f"{artifact_path}/{path.name}" if artifact_path else path.name)
         elif path.is_file():
             mlflow.log_artifact(str(path), artifact_path)
-
-
-def log_model(model: Any) -> str:
-    """Log the model with mlflow.pytorch (pickled, with the maskformer source) and return its URI."""
-    import mlflow.pytorch
-    import torch
-    import torchvision
-
-    import maskformer
-
-    info = mlflow.pytorch.log_model(
-        model, name="model", serialization_format="pickle",
-        code_paths=[str(Path(maskformer.__file__).parent)],  # loadable where maskformer is not installed
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                          f"torchvision=={torchvision.__version__.split('+')[0]}", "numpy", "scipy"])
-    mlflow.set_tag("model_uri", info.model_uri)
-    return info.model_uri
 
 
 def run_location(run_id: str) -> str:
