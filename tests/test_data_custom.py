@@ -337,3 +337,26 @@ def test_custom_params_reject_unknown_keys_and_bad_fractions(tmp_path):
     for custom in ({"image": "x"}, {"val_fraction": 1.0}, {"ignore_value": -1}):
         with pytest.raises(ValidationError):
             data_params(tmp_path, "coco_instances", custom=custom)
+
+
+def test_polygon_tolerance_is_one_pixel():
+    from pipeline.data.sources.coco_instances import rasterise
+
+    assert rasterise([[-1, -0.5, 33, 0, 32, 25]], H, W).any()  # rounding of an exporter: accepted
+    with pytest.raises(ValueError, match=r"point \(33.5, 0\) outside the 32x24 image \(tolerance 1 px\)"):
+        rasterise([[0, 0, 33.5, 0, 32, 24]], H, W)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["categories"].append({"id": 42, "name": "dup"}), r"stuff.json: category id 42 is listed"),
+    (lambda c: c["images"][0].__setitem__("file_name", "x.jpg"), r"stuff.json: image 10 \(x.jpg\) is not"),
+    (lambda c: _ann(c, 500).__setitem__("category_id", 7),
+     r"stuff.json: annotation 500 \(image img_0.jpg\): category id 7 is not in the categories"),
+])
+def test_a_bad_stuff_json_names_the_file(tmp_path, change, message):
+    files = coco_instances(tmp_path / "export", with_stuff=True)
+    _edit(files["stuff_annotations"], change)
+    params = _params(tmp_path, "coco_instances", files)
+    download(params)
+    with pytest.raises(DataError, match=message):
+        preprocess(params)
