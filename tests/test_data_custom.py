@@ -360,3 +360,17 @@ def test_a_bad_stuff_json_names_the_file(tmp_path, change, message):
     download(params)
     with pytest.raises(DataError, match=message):
         preprocess(params)
+
+
+def test_compressed_rle_counts_are_read_and_checked_before_decoding():
+    from pipeline.data.sources.coco_instances import rasterise, rle_counts
+
+    rng = np.random.default_rng(4)
+    mask = rng.random((H, W)) > 0.5
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    text = rle["counts"].decode()
+    assert sum(rle_counts(text)) == H * W
+    np.testing.assert_array_equal(rasterise({"size": [H, W], "counts": text}, H, W), mask)
+    wide = mask_utils.encode(np.asfortranarray(np.ones((H, W + 8), np.uint8)))["counts"].decode()
+    with pytest.raises(ValueError, match=f"RLE counts sum to {H * (W + 8)}, the image has {H * W} pixels"):
+        rasterise({"size": [H, W], "counts": wide}, H, W)  # pycocotools would write past the mask

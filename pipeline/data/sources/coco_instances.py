@@ -42,17 +42,37 @@ def _polygons(seg: list, height: int, width: int) -> list[list[float]]:
     return seg
 
 
+def rle_counts(text: str) -> list[int]:
+    """The run lengths of a compressed RLE string (pycocotools' format: 5 bits a character, deltas from
+    the third run on), so a bad one is caught before pycocotools decodes it without bounds checks."""
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                raise ValueError("RLE counts string ends inside a number")
+            c = ord(text[pos]) - 48
+            value |= (c & 0x1F) << shift
+            more, pos, shift = bool(c & 0x20), pos + 1, shift + 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        counts.append(value + (counts[-2] if len(counts) > 2 else 0))
+    return counts
+
+
 def _rle(seg: dict, height: int, width: int) -> dict:
     """A compressed RLE of an RLE segmentation (string counts, or list counts as CVAT writes them)."""
     if list(seg.get("size", ())) != [height, width]:
         raise ValueError(f"RLE size {seg.get('size')} differs from the image's [{height}, {width}]")
     counts = seg.get("counts")
-    if isinstance(counts, list):
-        if sum(counts) != height * width or min(counts, default=0) < 0:
-            raise ValueError(f"RLE counts sum to {sum(counts)}, the image has {height * width} pixels")
-        return mask_utils.frPyObjects(seg, height, width)
-    if not isinstance(counts, str):
+    if not isinstance(counts, list | str):
         raise ValueError("RLE counts are neither a string nor a list")
+    runs = counts if isinstance(counts, list) else rle_counts(counts)
+    if sum(runs) != height * width or min(runs, default=0) < 0:
+        raise ValueError(f"RLE counts sum to {sum(runs)}, the image has {height * width} pixels")
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(seg, height, width)
     return {"size": [height, width], "counts": counts.encode()}
 
 
