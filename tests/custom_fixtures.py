@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from data_fixtures import data_params
 from PIL import Image
 
 from maskformer.data.layout import id_to_rgb
+from pipeline.params import DataParams
 
 H, W = 24, 32
 THING_CATEGORIES = [{"id": 7, "name": "cat"}, {"id": 42, "name": "dog", "supercategory": "animal"}]
@@ -104,3 +106,22 @@ def semantic_masks(folder: Path, n: int = 6, seed: int = 1) -> dict[str, Path]:
         image.save(folder / "labels" / f"s{i}.png")
     (folder / "classes.txt").write_text(CLASS_LIST)
     return {"images": folder / "images", "annotations": folder / "labels", "classes": folder / "classes.txt"}
+
+
+def custom_params(tmp_path: Path, dataset: str, files: dict, **overrides: object) -> DataParams:
+    """data_params with `files` (and any `custom` override) as data.custom, paths as strings."""
+    custom = {k: v if v is None or isinstance(v, float | int) else str(v)
+              for k, v in {**files, **overrides.pop("custom", {})}.items()}
+    return data_params(tmp_path, dataset, custom=custom, **overrides)
+
+
+def edit_json(path: Path, change: object) -> None:
+    """Apply `change` to the parsed JSON file and write it back."""
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content))
+
+
+def annotation(content: dict, ann_id: int) -> dict:
+    """The annotation of that id."""
+    return next(a for a in content["annotations"] if a["id"] == ann_id)
