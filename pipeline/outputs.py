@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from pipeline.params import DataParams, Params
+from pipeline.project import project_root  # here too: what parallel runs share sits there
 
 
 class MissingInputError(FileNotFoundError):
@@ -55,15 +56,6 @@ REPORTS = Path("reports")
 REPORT_HTML = REPORTS / "report.html"
 REPORT_MD = REPORTS / "report.md"
 REPORT_PLOTS = REPORTS / "plots"
-
-
-def project_root() -> Path:
-    """The absolute project folder: the nearest ancestor of the cwd with dvc.yaml or .git, taken above
-    .dvc/ when the cwd is a run's workspace there (a flow run's, or `dvc exp run --temp/--queue`'s)."""
-    cwd = Path.cwd().resolve()
-    if ".dvc" in cwd.parts:
-        cwd = Path(*cwd.parts[: cwd.parts.index(".dvc")])
-    return next((d for d in (cwd, *cwd.parents) if (d / "dvc.yaml").exists() or (d / ".git").exists()), cwd)
 
 
 def raw_dir(data: DataParams) -> Path:

@@ -14,6 +14,7 @@ from maskformer import MaskFormerConfig
 from maskformer.engine import TrainConfig
 from maskformer.evaluation.predict import InferenceConfig
 from pipeline.data.sources import SOURCES
+from pipeline.data.sources._custom import CustomParams
 from pipeline.data.sources.synthetic import SyntheticParams
 
 
@@ -60,6 +61,7 @@ class DataParams(_Section):
         "error); false for a subset you made on purpose"
     )
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
+    custom: CustomParams = Field(default_factory=CustomParams)
     sources: dict[str, SourceParams] = Field(default_factory=dict)
     download: DownloadParams = Field(default_factory=DownloadParams)
 

@@ -71,9 +71,10 @@ def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: 
 def check_free_space(items: list[Item], target: Path) -> None:
     """Fail early, naming the folder, when `target`'s file system cannot hold the converted set: about
     twice the labels' bytes (semantic + panoptic PNGs), plus the images' unless they can be hard-linked."""
-    images = sum(item.image.stat().st_size for item in items)
+    present = [item.image for item in items if item.image.is_file()]  # a missing one: a bad file, later
+    images = sum(path.stat().st_size for path in present)
     labels = sum(item.label.stat().st_size for item in items if item.label.is_file())
-    same_device = bool(items) and items[0].image.stat().st_dev == target.stat().st_dev
+    same_device = bool(present) and present[0].stat().st_dev == target.stat().st_dev
     needed = 2 * labels + (0 if same_device else images)
     free = shutil.disk_usage(target).free
     if needed > free:
