@@ -159,3 +159,9 @@ def test_report_picks_the_images_with_touching_same_class_instances(tmp_path, mo
     assert "## Overlapping same-class instances" in summary and "| b_touching | 1 | 2 |" in summary
     empty = render_html(Report("t", {}, crowded=pd.DataFrame()))
     assert "no validation image with touching same-class instances to show" in empty
+
+
+def test_category_colors_keep_a_category_s_own_colour():
+    cats = [{"name": "a", "color": [1, 2, 3]}, {"name": "b"}]
+    colors = plots.category_colors(cats)
+    assert colors[0].tolist() == [1, 2, 3] and colors[1].tolist() == plots.class_colors(2)[1].tolist()

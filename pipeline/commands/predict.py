@@ -4,11 +4,11 @@
                                           --run MLFLOW_RUN_ID] --out DIR [--task semantic|panoptic|instance]
 
 IMAGES are files, folders or globs. Per image <name>: `<name>_semantic.png` (class indices) and
-`<name>_semantic_color.png`, `<name>_panoptic.png` (COCO panoptic ids), `<name>_overlay.jpg` (each
-predicted segment outlined or filled and labelled with its class; small images enlarged); for all:
-`panoptic.json` (COCO panoptic, categories included) and `instances.json` (COCO results, RLE). --task
-keeps one of them.
-Test-time resizing is params.yaml's `evaluate:`, as in evaluation; same-size images are batched.
+`<name>_semantic_color.png` (the categories' colours), `<name>_panoptic.png` (COCO panoptic ids),
+`<name>_overlay.jpg` (each predicted segment outlined or filled and labelled with its class; small
+images enlarged); for all: `panoptic.json` (COCO panoptic, categories included) and `instances.json`
+(COCO results, RLE). --task keeps one of them. Test-time resizing is params.yaml's `evaluate:`, as in
+evaluation; same-size images are batched.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def predict(paths: list[Path], model_path: Path, out: Path, params: Params,
     """Write every output for `paths` into `out`; returns {"images": n, "instances": n}."""
     from maskformer.data import id_to_rgb
     from pipeline.predictions import TASKS, Segmenter
-    from pipeline.report.plots import class_colors, colorize
+    from pipeline.report.plots import category_colors, colorize
 
     tasks = tasks or TASKS
     try:
@@ -119,7 +119,7 @@ def predict(paths: list[Path], model_path: Path, out: Path, params: Params,
         kind = type(exc).__name__
         raise ValueError(f"{model_path}: not a model file of this project ({kind}: {exc})") from None
     out.mkdir(parents=True, exist_ok=True)
-    colors = class_colors(len(segmenter.names))
+    colors = category_colors(segmenter.categories)
     panoptic, results = [], []
     with tqdm(total=len(paths), desc="predict", unit="image") as bar:
         for start in range(0, len(paths), chunk):  # read a chunk, predict it in batches, write it

@@ -66,6 +66,15 @@ def class_colors(num_classes: int) -> np.ndarray:
     return (hues * 255).astype(np.uint8)
 
 
+def category_colors(categories: Sequence[dict]) -> np.ndarray:
+    """Each category's own `color` (COCO's, a user's class list) where it has one, else class_colors'."""
+    colors = class_colors(len(categories))
+    for k, category in enumerate(categories):
+        if "color" in category:
+            colors[k] = category["color"]
+    return colors
+
+
 def colorize(labels: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """Class map -> RGB; ignore and out-of-range pixels black."""
     rgb = np.zeros((*labels.shape, 3), np.uint8)
