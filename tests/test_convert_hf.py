@@ -7,6 +7,7 @@ import torch
 
 from maskformer.convert_hf import build_from_hf, config_from_hf, hf_to_ours, read_safetensors
 from pipeline.__main__ import main as cli
+from pipeline.commands.import_weights import categories
 from pipeline.model_file import read_model
 
 transformers = pytest.importorskip("transformers")
@@ -200,3 +201,12 @@ def test_import_weights_command_reads_a_transformers_folder(r50, tmp_path, monke
     assert max(_diffs(loaded, r50)) < TOLERANCE
     assert cli(["import_weights", str(tmp_path / "nowhere"), "--out", "y.pt"]) == 2
     assert "nowhere: no such file" in capsys.readouterr().out
+
+
+def test_id2label_names_take_ids_and_isthing_from_a_data_set_of_that_count():
+    ade = categories("ade20k", 150)
+    named = categories("ade20k", 150, [f"n{i}" for i in range(150)])
+    assert [c["name"] for c in named][:2] == ["n0", "n1"]
+    assert [(c["id"], c["isthing"]) for c in named] == [(c["id"], c["isthing"]) for c in ade]
+    assert categories(None, 2, ["a", "b"]) == [{"id": 1, "name": "a", "isthing": 0},
+                                                {"id": 2, "name": "b", "isthing": 0}]
