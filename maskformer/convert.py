@@ -95,17 +95,25 @@ _RULES = [  # (official name pattern, ours); applied in order, the first match w
 _SKIPPED = re.compile(r"^(pixel_mean|pixel_std|criterion\..*|.*relative_position_index|.*attn_mask)$")
 
 
+def apply_rules(rules: list, name: str) -> str | None:
+    """The replacement of the first (pattern, replacement) rule whose pattern matches all of `name`."""
+    for pattern, replacement in rules:
+        match = re.fullmatch(pattern, name)
+        if match:
+            return replacement(match) if callable(replacement) else match.expand(replacement)
+    return None
+
+
 def official_to_ours(name: str) -> str:
     """Our parameter name for an official detectron2 MaskFormer one (a ValueError names an unknown one)."""
     full = name
     if name.startswith("sem_seg_head.") and not name.startswith(("sem_seg_head.predictor.",
                                                                  "sem_seg_head.pixel_decoder.")):
         full = name.replace("sem_seg_head.", "sem_seg_head.pixel_decoder.", 1)  # pre-v2 checkpoints
-    for pattern, replacement in _RULES:
-        match = re.fullmatch(pattern, full)
-        if match:
-            return replacement(match) if callable(replacement) else match.expand(replacement)
-    raise ValueError(f"unknown official parameter {name!r}")
+    renamed = apply_rules(_RULES, full)
+    if renamed is None:
+        raise ValueError(f"unknown official parameter {name!r}")
+    return renamed
 
 
 def _count(keys: list[str], pattern: str) -> int:
@@ -165,7 +173,11 @@ _DERIVED = ("relative_position_index", "num_batches_tracked", "empty_weight")  #
 
 def build_from_detectron2(state: dict[str, np.ndarray], **overrides: Any) -> nn.Module:
     """Our model holding the official weights: every parameter filled, every name and shape checked."""
-    cfg, ours = from_detectron2(state, **overrides)
+    return build_checked(*from_detectron2(state, **overrides))
+
+
+def build_checked(cfg: MaskFormerConfig, ours: dict[str, torch.Tensor]) -> nn.Module:
+    """build_model(cfg) filled with `ours`: unexpected, missing (but derived) and misshapen names named."""
     model = build_model(cfg)
     expected = model.state_dict()
     unexpected = sorted(set(ours) - set(expected))

@@ -7,6 +7,6 @@ COMMANDS: dict[str, str] = {
     "compare_architectures": "MaskFormer vs the per-pixel baseline, trained alike, on the same images",
     "demo": "a 15-second smoke test: a tiny MaskFormer overfits two generated images (no data)",
     "compare": "a table of all MLflow runs of an experiment (differing params, headline metrics)",
-    "import_weights": "an official detectron2 model_final_*.pkl -> a model file like models/model.pt",
+    "import_weights": "released weights (detectron2 .pkl or a transformers folder) -> a model file",
     "predict": "a trained model on new images: semantic/panoptic PNGs, COCO JSON, overlays",
 }
