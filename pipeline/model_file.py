@@ -15,7 +15,7 @@ def read_model(source: str | Path | BinaryIO, device: str | torch.device = "cpu"
     """The model (eval mode) and its record, loaded with weights_only: a pickle naming code is refused.
     A record whose category list and class count disagree is a ValueError naming the source."""
     record = torch.load(source, map_location="cpu", weights_only=True)
-    config = MaskFormerConfig.from_dict(record["config"])
+    config = MaskFormerConfig.from_dict({**record["config"], "weights": None})  # the state dict holds them
     if len(record["categories"]) != config.num_classes:
         raise ValueError(f"{source}: {len(record['categories'])} categories but a model of "
                          f"{config.num_classes} classes")

@@ -84,8 +84,8 @@ def params_hash(params: Params) -> str:
 
 
 def run_key(params: Params) -> str:
-    """A short hash of what defines a training run (the data, input, model and train sections)."""
-    return _digest(params.model_dump(mode="json", include={"data", "input", "model", "train"}), 12)
+    """A short hash of what defines a training run (the data, input, model, train and init sections)."""
+    return _digest(params.model_dump(mode="json", include={"data", "input", "model", "train", "init"}), 12)
 
 
 def checkpoint_dir(params: Params) -> Path:

@@ -115,6 +115,21 @@ class EvaluateParams(InferenceConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class InitParams(_Section):
+    """The `init:` section: start from a model file's weights (a released checkpoint, import_weights' output)
+    instead of training from model.weights alone; or evaluate it as it is."""
+
+    model_file: str | None = Field(None, description="a model file (relative: to the project root) whose "
+                                   "weights start training; a class head of another class count restarts")
+    train: bool = Field(True, description="false: no training, the model file is the pipeline's model")
+
+    @model_validator(mode="after")
+    def _needs_a_file(self) -> InitParams:
+        if not self.train and self.model_file is None:
+            raise ValueError("init.train: false needs init.model_file (the model to evaluate)")
+        return self
+
+
 class ReportParams(_Section):
     """The `report:` section: how much the HTML/Markdown report shows."""
 
@@ -122,6 +137,8 @@ class ReportParams(_Section):
                              description="validation images drawn as instance overlays (+ most-overlapping)")
     max_runs: int = Field(20, ge=1, description="earlier runs of the experiment in the comparison table")
     dpi: int = Field(90, ge=30, le=300, description="resolution of the embedded plots")
+    paper: dict[str, float] = Field(default_factory=dict, description="metric (e.g. sem_seg/mIoU) -> the "
+                                    "paper's number, shown beside this run's")
 
 
 class TrackingParams(_Section):
@@ -145,6 +162,7 @@ class Params(_Section):
     input: InputParams = Field(default_factory=InputParams)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainParams = Field(default_factory=TrainParams)
+    init: InitParams = Field(default_factory=InitParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     report: ReportParams = Field(default_factory=ReportParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)

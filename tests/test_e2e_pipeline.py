@@ -513,3 +513,52 @@ def test_a_preset_that_moves_the_data_agrees_with_dvc(repo: Repo) -> None:
     assert manifest["dataset"] == "ade20k" and manifest["splits"]["val"]["images"] == 1
     assert not (repo.path / "data/processed/synthetic").exists()  # one out: the previous set is gone
     assert "up to date" in repo.dvc("status", "download", "preprocess").stdout
+
+
+def _transformers_checkpoint(folder: Path, num_classes: int):
+    """transformers' MaskFormer (a tiny ResNet-18-shaped backbone, random weights), saved as releases are."""
+    import torch
+    from transformers import MaskFormerConfig, MaskFormerForInstanceSegmentation, ResNetConfig
+
+    backbone = ResNetConfig(depths=[2, 2, 2, 2], hidden_sizes=[16, 32, 64, 128], embedding_size=16,
+                            layer_type="basic", out_features=["stage1", "stage2", "stage3", "stage4"])
+    decoder = {"model_type": "detr", "d_model": 32, "decoder_layers": 2, "decoder_ffn_dim": 64,
+               "decoder_attention_heads": 4, "num_queries": 8}
+    config = MaskFormerConfig(backbone_config=backbone, num_labels=num_classes, fpn_feature_size=32,
+                              mask_feature_size=32, decoder_config=decoder)
+    torch.manual_seed(0)
+    model = MaskFormerForInstanceSegmentation(config).eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def test_a_transformers_checkpoint_is_evaluated_through_dvc_repro_without_training(repo: Repo) -> None:
+    import torch
+
+    from pipeline.model_file import read_model
+
+    repo.git("checkout", "--", "params.yaml")  # the synthetic set again (the last test switched to ADE)
+    hf = _transformers_checkpoint(repo.path / "hf_model", num_classes=6)
+    said = repo.run(PY, "-m", "pipeline", "import_weights", "hf_model", "--out", "models/imported.pt",
+                    "--dataset", "synthetic").stdout
+    path = repo.path / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    printed = said.split("params.yaml needs (init: sets the file, model: its architecture):\n")[1]
+    params |= yaml.safe_load(printed)  # what import_weights tells a user to paste
+    params["report"]["paper"] = {"sem_seg/mIoU": 44.5}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = repo.dvc("repro").stdout
+    assert {"train", "evaluate_semantic", "evaluate_instance", "report"} <= set(ran(out)), out
+    assert (repo.path / "metrics/train_log.csv").read_text() == "step\n"  # not one iteration
+    model, record = read_model(repo.path / "models/model.pt")
+    assert record["init"]["format"] == "transformers" and record["iteration"] == 0
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ours, theirs = model(x), hf(pixel_values=x)
+    assert (ours["pred_logits"] - theirs.class_queries_logits).abs().max() < 1e-4
+    assert (ours["pred_masks"] - theirs.masks_queries_logits).abs().max() < 1e-4
+    page = (repo.path / "reports/report.html").read_text()
+    assert "evaluated as imported: not trained here" in page and "the paper&#x27;s numbers" in page
+    run = max(mlflow_runs(repo), key=lambda r: r.info.start_time)
+    assert run.data.tags["init/format"] == "transformers" and run.data.tags["init/trained"] == "false"
+    assert "sem_seg/mIoU" in run.data.metrics

@@ -99,4 +99,8 @@ def main(params_path: str, argv: list[str]) -> int:
     size = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"import_weights: {args.out}: {cfg.architecture} {cfg.backbone}, {cfg.num_classes} classes"
           f" ({dataset or 'unknown data set'}), {size:.2f}M parameters")
+    section = {k: v for k, v in cfg.to_dict().items() if k != "num_classes"}  # the data set gives that
+    print(f"to evaluate or fine-tune it, params.yaml needs (init: sets the file, model: its architecture):\n"
+          f"{yaml.safe_dump({'init': {'model_file': str(args.out), 'train': False}}, sort_keys=False)}"
+          f"{yaml.safe_dump({'model': section}, sort_keys=False, default_flow_style=None, width=100)}")
     return 0

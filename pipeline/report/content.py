@@ -207,4 +207,27 @@ def build_report(params: Params, run_id: str | None = None, title: str | None = 
     if run_id and not report.runs.empty:
         report.runs.insert(0, "this", np.where(report.runs["run_id"] == run_id, "◀", ""))
     report.environment = environment(params, run_id)
+    report.environment["weights"] = weights_origin(params)
+    if params.report.paper:
+        report.tables["the paper's numbers beside this run's"] = pd.DataFrame(
+            [{"metric": name, "paper": value,
+              "this run": report.headline.get(name.split("/")[0], {}).get(name.split("/", 1)[-1], np.nan)}
+             for name, value in params.report.paper.items()])
     return report
+
+
+def weights_origin(params: Params) -> str:
+    """Where the model's weights came from: trained here (from model.weights), fine-tuned from a model
+    file, or a model file evaluated as it is (init:, as the model file records it)."""
+    import torch
+
+    if not out.MODEL.exists():
+        return "no model yet"
+    init = torch.load(out.MODEL, map_location="cpu", weights_only=True).get("init")
+    if init is None:
+        return f"trained here from {params.model.weights or 'scratch'}"
+    origin = f"{init['source']} ({init['format']}, sha256 {init['sha256'][:12]})"
+    if not params.init.train:
+        return f"{origin}, evaluated as imported: not trained here"
+    restarted = f"; re-initialised: {', '.join(init['reinitialised'])}" if init["reinitialised"] else ""
+    return f"fine-tuned from {origin}{restarted}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -22,11 +23,13 @@ import torch
 from maskformer import build_model
 from maskformer.data import CanonicalDataset, CanonicalLayout, build_train_transforms, collate_fn
 from maskformer.engine import atomic_save, is_main_process, list_checkpoints, seed_everything, train
+from maskformer.finetune import load_pretrained
 from pipeline import outputs as out
 from pipeline.locks import exclusive
 from pipeline.model_file import read_model
 from pipeline.outputs import MODEL, TRAIN_LOG, MissingInputError, checkpoint_dir, processed_dir, resume_log
 from pipeline.params import Params
+from pipeline.project import project_root
 from pipeline.stages.runner import run_stage
 
 log = logging.getLogger(__name__)
@@ -78,7 +81,13 @@ def _train(params: Params, dataset: CanonicalDataset, checkpoints: Path,
            on_resume: Callable[[list[dict[str, Any]]], None] | None) -> Path:
     cfg = params.model.replace(num_classes=dataset.num_classes)
     seed_everything(params.train.seed)  # reproducible initial weights
-    model = build_model(cfg)
+    model = build_model(cfg.replace(weights=None) if params.init.model_file else cfg)
+    init = start_from(params.init.model_file, model) if params.init.model_file else None
+    if init is not None and not params.init.train:
+        if init["reinitialised"]:
+            raise ValueError(f"init.train: false: {init['model_file']} has another class count than the "
+                             f"data ({dataset.num_classes}): fine-tune it (init.train: true) or use its data")
+        return _write_model(model, cfg, dataset, params, 0, init, "step\n")
     checkpoints.mkdir(parents=True, exist_ok=True)
     saved = list_checkpoints(checkpoints)  # (iteration, path): the name tells, no need to load the file
     if saved:
@@ -96,14 +105,42 @@ def _train(params: Params, dataset: CanonicalDataset, checkpoints: Path,
     model = train(model, dataset, engine, collate_fn, callback=on_step)
     if not is_main_process():  # under torchrun only rank 0 writes
         return MODEL
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    record = {"model": state, "config": cfg.to_dict(), "categories": dataset.categories,
-              "iteration": engine.max_iters, "params": params.model_dump(mode="json")}
-    atomic_save(record, MODEL)
-    TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
-    TRAIN_LOG.write_text(train_log.path.read_text() if train_log.path.exists() else "step\n")
+    log_text = train_log.path.read_text() if train_log.path.exists() else "step\n"
+    _write_model(model, cfg, dataset, params, engine.max_iters, init, log_text)
     shutil.rmtree(checkpoints)  # the run is complete: its resume state would only pile up on disk
     return MODEL
+
+
+def _write_model(model: torch.nn.Module, cfg: Any, dataset: CanonicalDataset, params: Params, iteration: int,
+                 init: dict | None, log_text: str) -> Path:
+    """models/model.pt (weights, config, classes, params, where the weights started) and the train log."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    record = {"model": state, "config": cfg.to_dict(), "categories": dataset.categories,
+              "iteration": iteration, "params": params.model_dump(mode="json"), "init": init}
+    atomic_save(record, MODEL)
+    TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
+    TRAIN_LOG.write_text(log_text)
+    return MODEL
+
+
+def start_from(model_file: str, model: torch.nn.Module) -> dict:
+    """Load init.model_file's weights into `model`; returns what the record and the run say about it
+    (file, sha256, format, source, re-initialised tensors). Errors name the key and the file."""
+    path = Path(model_file) if Path(model_file).is_absolute() else project_root() / model_file
+    if not path.is_file():
+        raise MissingInputError(f"init.model_file: {path}: no such model file (make one with "
+                                "`python -m pipeline import_weights`)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        reinitialised = load_pretrained(model, record["model"])
+    except Exception as exc:  # noqa: BLE001 - a foreign pickle, another architecture: say which file
+        raise ValueError(f"init.model_file: {path}: {type(exc).__name__}: {exc}") from None
+    if reinitialised:
+        log.warning("init.model_file %s: %d classes, the data has %d: re-initialised %s", path,
+                    len(record.get("categories", [])), model.num_classes, ", ".join(reinitialised))
+    return {"model_file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "format": record.get("format", "this project"), "source": record.get("source", str(path)),
+            "reinitialised": reinitialised}
 
 
 def load_trained(path: Path = MODEL, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -120,6 +157,10 @@ def _run(params: Params, run: Any) -> str:
     path = train_model(params, callback=tracking.log_step_metrics if tracked else None,
                        on_resume=tracking.log_train_rows if tracked else None)
     if tracked:
+        init = torch.load(path, map_location="cpu", weights_only=True)["init"]
+        if init is not None:  # where the weights came from, in the run's tags
+            tracking.log_tags({f"init/{k}": v if isinstance(v, str) else ",".join(v) for k, v in init.items()}
+                              | {"init/trained": str(params.init.train).lower()})
         if params.tracking.log_model:
             tracking.log_model(path, params)
         tracking.log_artifacts([TRAIN_LOG], "metrics")

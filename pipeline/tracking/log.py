@@ -54,6 +54,11 @@ def log_metrics_file(path: str | Path) -> dict[str, float]:
     return metrics
 
 
+def log_tags(tags: dict[str, str]) -> None:
+    """Tags of the execution's run (e.g. where the model's weights came from)."""
+    mlflow.set_tags(tags)
+
+
 def log_train_log(path: str | Path) -> None:
     """Log every row of a train_log.csv as per-step metrics (for a run whose train stage DVC skipped)."""
     with Path(path).open(newline="") as f:
