@@ -434,7 +434,7 @@ def _cancel(repo: Repo, env: dict[str, str]) -> dict:
     """Cancel a served run mid-training: the stage tree stops, the MLflow run is KILLED, the checkpoint
     stays; returns the run's settings."""
     checkpoints = repo.path / "models" / "checkpoints"
-    settings = {"max_iters": 400, "lr": 0.0004}
+    settings = {"max_iters": 200, "lr": 0.0004}
     result = repo.run(PY, "-c", CANCEL, json.dumps(settings), str(checkpoints / "*" / "model_*.pth"), env=env,
                       timeout=600)
     info = json.loads(result.stdout.strip().splitlines()[-1])
