@@ -135,23 +135,37 @@ def coco_scene(rng: np.random.Generator, h: int = 24, w: int = 32) -> tuple[np.n
 
 
 def coco_archives(scenes: dict[str, dict[str, tuple]], seed: int = 0) -> dict[str, bytes]:
-    """train2017.zip, val2017.zip and panoptic_annotations_trainval2017.zip (with nested PNG zips)."""
+    """train2017.zip, val2017.zip, panoptic_annotations_trainval2017.zip (with nested PNG zips) and
+    annotations_trainval2017.zip (instances JSONs: each thing's bounding box as its polygon)."""
     rng = np.random.default_rng(seed)
-    out, annotations = {}, {}
+    out, annotations, official = {}, {}, {}
+    things = [c for c in COCO_CATEGORIES if c["isthing"]]
     for split, items in scenes.items():
         imgdir = f"{split}2017"
-        images, anns, pngs = [], [], {}
+        images, anns, pngs, boxes = [], [], {}, []
         for i, (stem, (ids, segments)) in enumerate(sorted(items.items())):
             h, w = ids.shape
             images.append({"id": i + 7, "file_name": f"{stem}.jpg", "height": h, "width": w})
             anns.append({"image_id": i + 7, "file_name": f"{stem}.png", "segments_info": segments})
             pngs[f"panoptic_{imgdir}/{stem}.png"] = _png(id_to_rgb(ids))
+            for seg in segments:  # the official instances: each thing's box as a polygon (they overlap)
+                ys, xs = np.nonzero(ids == seg["id"])
+                if seg["category_id"] in {c["id"] for c in things} and ys.size:
+                    x0, y0 = float(xs.min()), float(ys.min())
+                    x1, y1 = float(xs.max() + 1), float(ys.max() + 1)
+                    boxes.append({"id": 1000 + len(boxes), "image_id": i + 7,
+                                  "category_id": seg["category_id"],
+                                  "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]], "iscrowd": 0,
+                                  "area": (x1 - x0) * (y1 - y0), "bbox": [x0, y0, x1 - x0, y1 - y0]})
+        official[f"annotations/instances_{imgdir}.json"] = json.dumps(
+            {"images": images, "annotations": boxes, "categories": things}).encode()
         jpgs = {f"{imgdir}/{stem}.jpg": _jpg(rng, *ids.shape) for stem, (ids, _) in items.items()}
         out[f"{imgdir}.zip"] = _zip(jpgs)
         content = {"images": images, "annotations": anns, "categories": COCO_CATEGORIES}
         annotations[f"annotations/panoptic_{imgdir}.json"] = json.dumps(content).encode()
         annotations[f"annotations/panoptic_{imgdir}.zip"] = _zip(pngs)
     out["panoptic_annotations_trainval2017.zip"] = _zip(annotations)
+    out["annotations_trainval2017.zip"] = _zip(official)
     return out
 
 

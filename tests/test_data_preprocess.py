@@ -71,6 +71,9 @@ def test_coco_panoptic_round_trip(tmp_path):
         params = data_params(tmp_path, "coco_panoptic", sources=sources)
         download(params)
     out = preprocess(params)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"]["val"]["instances_from"] == "instances_val2017.json"
+    assert manifest["splits"]["train"]["instances_from"] == "panoptic segments"
     for split, items in scenes.items():
         pan = json.loads((out / "annotations" / f"panoptic_{split}.json").read_text())
         inst = json.loads((out / "annotations" / f"instances_{split}.json").read_text())
@@ -90,6 +93,10 @@ def test_coco_panoptic_round_trip(tmp_path):
             things = [s for s in segments if s["category_id"] in (1, 3)]
             mine = [a for a in inst["annotations"] if a["image_id"] == image["id"]]
             assert len(mine) == len(things)
+            if split == "val":  # evaluated against the official instances JSON (boxes here), as published
+                official = [a["segmentation"] for a in inst["annotations"] if a["image_id"] == image["id"]]
+                assert all(len(p[0]) == 8 for p in official), official
+                continue
             for seg, a in zip(things, mine, strict=True):
                 decoded = mask_utils.decode(a["segmentation"]).astype(bool)
                 np.testing.assert_array_equal(decoded, ids == seg["id"])

@@ -131,3 +131,20 @@ def test_inputs_are_not_mutated():
     gt_before, preds_before = copy.deepcopy(gt), copy.deepcopy(preds)
     coco_mask_ap(gt, preds)
     assert gt == gt_before and preds == preds_before
+
+
+def test_polygon_ground_truth_as_in_the_official_instances_json():
+    """COCO's instances_val2017.json holds polygons: a mask covering the polygon's pixels scores 100, one
+    covering half of them scores 0 at every threshold above 0.5."""
+    gt = {"images": [{"id": 5, "height": 20, "width": 20}], "categories": [{"id": 3, "name": "car"}],
+          "annotations": [{"id": 1, "image_id": 5, "category_id": 3, "iscrowd": 0, "area": 64.0,
+                           "segmentation": [[4.0, 4.0, 12.0, 4.0, 12.0, 12.0, 4.0, 12.0]]}]}
+    from pycocotools import mask as mask_util
+
+    square = mask_util.decode(mask_util.frPyObjects(gt["annotations"][0]["segmentation"], 20, 20))[..., 0]
+    half = square.copy()
+    half[:, 8:] = 0
+    for mask, expected in ((square, 100.0), (half, 0.0)):
+        (rle,) = encode_masks(mask[None].astype(bool))
+        result = coco_mask_ap(gt, [{"image_id": 5, "category_id": 3, "segmentation": rle, "score": 0.9}])
+        assert result["AP75"] == pytest.approx(expected)

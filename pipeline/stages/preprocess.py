@@ -59,13 +59,34 @@ def _convert_split(params: DataParams, root: Path, out: CanonicalLayout, split: 
             instances.append({"id": len(instances) + 1, "image_id": image_id, **ann})
         hashes.update(result["hashes"])
     things = [c for c in categories if c["isthing"]]
+    official = source.official_instances(root, split)
+    if official is not None:
+        instances, things = _official_instances(official, images, things)
     for path, anns, cats in ((out.panoptic_json(split), panoptic, categories),
                              (out.instances_json(split), instances, things)):
         content = {"images": images, "annotations": anns, "categories": cats}
         hashes[path.relative_to(out.root).as_posix()] = _write_json(path, content)
     digest = hashlib.sha256("".join(f"{k}={hashes[k]}\n" for k in sorted(hashes)).encode()).hexdigest()
     return {"images": len(images), "segments": sum(len(p["segments_info"]) for p in panoptic),
-            "instances": len(instances), "skipped": len(skipped), "skipped_files": skipped, "sha256": digest}
+            "instances": len(instances), "skipped": len(skipped), "skipped_files": skipped, "sha256": digest,
+            "instances_from": official.name if official is not None else "panoptic segments"}
+
+
+def _official_instances(path: Path, images: list[dict], things: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The annotations of `path` (a COCO instances JSON) on the converted images (same ids), and its
+    categories, which must be the source's thing categories."""
+    try:
+        content = json.loads(path.read_text())
+        kept = {image["id"] for image in images}
+        annotations = [a for a in content["annotations"] if a["image_id"] in kept]
+        categories = content["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: cannot read instance annotations: {exc}") from exc
+    unknown = {c["id"] for c in categories} - {c["id"] for c in things}
+    if unknown:
+        raise DataError(f"{path}: category ids {sorted(unknown)} are not thing categories of the panoptic "
+                        "set")
+    return annotations, [c for c in things if c["id"] in {c["id"] for c in categories}]
 
 
 def check_free_space(items: list[Item], target: Path) -> None:

@@ -85,6 +85,12 @@ class Source:
         """The class list, in contiguous order: dicts with id, name, isthing (and color)."""
         raise NotImplementedError
 
+    def official_instances(self, root: Path, split: str) -> Path | None:
+        """The source's own instance annotations of a split (a COCO instances JSON, overlapping masks and
+        crowds as the reference evaluates mask AP against), used instead of the ones derived from the
+        panoptic segments; None by default."""
+        return None
+
     def items(self, root: Path, split: str) -> list[Item]:
         """The images of one split, sorted by name."""
         raise NotImplementedError

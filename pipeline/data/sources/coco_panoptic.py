@@ -1,4 +1,5 @@
-"""COCO 2017 panoptic (133 classes: 80 things, 53 stuff): official images and panoptic annotations.
+"""COCO 2017 panoptic (133 classes: 80 things, 53 stuff): official images, panoptic annotations and, for
+evaluating mask AP as published, the official instance annotations of val2017.
 
 Checksums: md5 sums published with the COCO 2017 archives (as used by several public download
 scripts, e.g. intel/neural-compressor and torchvision-style COCO loaders).
@@ -32,6 +33,9 @@ class CocoPanoptic(CocoPanopticLayout):
         Archive("panoptic_annotations_trainval2017.zip",
                 "http://images.cocodataset.org/annotations/panoptic_annotations_trainval2017.zip",
                 "md5:4170db65fc022c9c296af880dbca6055"),
+        Archive("annotations_trainval2017.zip",  # instances_*2017.json: what mask AP is published against
+                "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+                "md5:f4bbac642086de4f52a3fdda2de5fa2c"),
     )
 
     def prepare(self, root: Path, data_params: DataParams) -> None:
@@ -49,6 +53,12 @@ class CocoPanoptic(CocoPanopticLayout):
             if not pngs.is_dir():
                 raise DataError(f"{pngs}: missing; extract annotations/panoptic_{imgdir}.zip there (a "
                                 "local_path folder is read as it is, never written)")
+
+    def official_instances(self, root: Path, split: str) -> Path | None:
+        """instances_val2017.json when present (the validation split: evaluation's ground truth; training
+        keeps the panoptic masks)."""
+        path = root / "annotations" / f"instances_{self.split_dirs[split]}.json"
+        return path if split == "val" and path.is_file() else None
 
     def find_root(self, base: Path) -> Path:
         """A local folder may be the COCO root itself or hold a `coco` folder."""
