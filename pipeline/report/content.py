@@ -40,6 +40,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)  # file stem -> PNG bytes
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     crowded: pd.DataFrame = field(default_factory=pd.DataFrame)  # the images of the overlapping section
+    paper: dict[str, float] = field(default_factory=dict)  # section/metric -> the paper's number
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -208,11 +209,9 @@ def build_report(params: Params, run_id: str | None = None, title: str | None = 
         report.runs.insert(0, "this", np.where(report.runs["run_id"] == run_id, "◀", ""))
     report.environment = environment(params, run_id)
     report.environment["weights"] = weights_origin(params)
-    if params.report.paper:
-        report.tables["the paper's numbers beside this run's"] = pd.DataFrame(
-            [{"metric": name, "paper": value,
-              "this run": report.headline.get(name.split("/")[0], {}).get(name.split("/", 1)[-1], np.nan)}
-             for name, value in params.report.paper.items()])
+    if params.init.model_file:  # said at the top too: these numbers are not this pipeline's training
+        report.notes.insert(0, f"weights: {report.environment['weights']}")
+    report.paper = dict(params.report.paper)
     return report
 
 

@@ -41,10 +41,14 @@ def html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=_number, na_rep="–", border=0)
 
 
-def _headline_frame(headline: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Rows: section/metric, value (the names of the metrics JSON and of the MLflow metrics)."""
+def _headline_frame(headline: dict[str, dict[str, float]], paper: dict[str, float]) -> pd.DataFrame:
+    """Rows: section/metric, value (the names of the metrics JSON and of the MLflow metrics), and the
+    paper's number beside it where report.paper gives one."""
     rows = [{"metric": f"{s}/{k}", "value": v} for s, metrics in headline.items() for k, v in metrics.items()]
-    return pd.DataFrame(rows, columns=["metric", "value"])
+    frame = pd.DataFrame(rows, columns=["metric", "value"])
+    if paper:
+        frame["paper"] = frame["metric"].map(paper)
+    return frame
 
 
 def _section_tables(key: str, report: Report) -> list[str]:
@@ -63,7 +67,8 @@ def render_html(report: Report) -> str:
              "<nav>" + "".join(f'<a href="#{key}">{title}</a>' for key, title in
                                [("metrics", "Metrics"), *[(k, t) for k, (t, _) in _FIGURE_SECTIONS.items()],
                                 ("runs", "Earlier runs"), ("environment", "Environment")]) + "</nav>",
-             '<section id="metrics"><h2>Headline metrics</h2>', html_table(_headline_frame(report.headline))]
+             '<section id="metrics"><h2>Headline metrics</h2>',
+             html_table(_headline_frame(report.headline, report.paper))]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in report.notes]
     parts.append("</section>")
     for key, (title, names) in _FIGURE_SECTIONS.items():
@@ -97,7 +102,8 @@ def md_table(frame: pd.DataFrame) -> str:
 def render_markdown(report: Report, html_name: str = "report.html") -> str:
     """A short summary (headline metrics, weakest classes, the images with touching same-class instances,
     earlier runs, environment) for MLflow/Prefect."""
-    parts = [f"# MaskFormer run report: {report.title}", "", md_table(_headline_frame(report.headline)), ""]
+    headline = md_table(_headline_frame(report.headline, report.paper))
+    parts = [f"# MaskFormer run report: {report.title}", "", headline, ""]
     parts += [f"> {n}" for n in report.notes]
     semantic = report.tables.get("semantic segmentation per class")
     if semantic is not None:
