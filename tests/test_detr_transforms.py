@@ -84,3 +84,35 @@ def test_detr_mapper_rejects_bad_sizes():
         build_detr_train_transforms([], 1333)
     with pytest.raises(ValueError, match="crop_range"):
         build_detr_train_transforms([800], 1333, crop_range=(600, 384))
+
+
+def test_a_train_step_runs_on_a_detr_batch_of_two_sizes():
+    """Images of other sizes in one batch (no fixed crop): collate_fn pads them, the model takes sides that
+    32 does not divide, and the multistep schedule steps."""
+    from maskformer import build_model, tiny_config
+    from maskformer.data import IGNORE, collate_fn
+    from maskformer.engine import build_lr_scheduler, build_optimizer, train_step
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(num_classes=3, weights=None, pixel_decoder="transformer_encoder"))
+    transforms = build_detr_train_transforms((72, 88, 100), 150, crop_sizes=(60, 70), crop_range=(40, 64))
+    batch = []
+    for h, w in ((90, 130), (120, 80)):
+        image, mask = transforms(*_inputs(h, w))
+        seg = mask[0].as_subclass(torch.Tensor)
+        masks = seg[None] == torch.arange(1, 7)[:, None, None].to(seg.dtype)
+        keep = masks.flatten(1).any(1)
+        labels = (torch.arange(6) % 3)[keep]
+        batch.append((image.as_subclass(torch.Tensor), {"labels": labels, "masks": masks[keep],
+                                                        "sem_seg": (seg - 1).long() % 3}))
+    images, targets = collate_fn(batch)
+    assert images.shape[-2:] == (max(b[0].shape[-2] for b in batch), max(b[0].shape[-1] for b in batch))
+    small = min(range(2), key=lambda i: batch[i][0].shape[-2])
+    assert (targets[small]["sem_seg"][batch[small][0].shape[-2]:] == IGNORE).all()
+    optimizer = build_optimizer(model, lr=1e-4)
+    scheduler = build_lr_scheduler(optimizer, 10, name="multistep", steps=[1])
+    model.train()
+    loss, _ = train_step(model, model.criterion, optimizer, images, targets, max_norm=0.01)
+    scheduler.step()
+    assert torch.isfinite(loss)
+    assert all(g["lr"] == pytest.approx(0.1 * g["initial_lr"]) for g in optimizer.param_groups)
