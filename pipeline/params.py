@@ -90,6 +90,16 @@ class InputParams(_Section):
     min_scale: float = Field(0.5, gt=0, description="smallest training resize, shortest edge x crop side")
     max_scale: float = Field(2.0, gt=0, description="largest training resize, shortest edge x crop side")
     color_aug_ssd: bool = Field(True, description="the official ColorAugSSD colour augmentation in training")
+    mapper: Literal["semantic", "detr_panoptic"] = Field(
+        "semantic", description="semantic: the official mapper (crop_size, min/max_scale, color_aug_ssd); "
+        "detr_panoptic: DETR's COCO panoptic mapper (min_size_train, max_size_train)",
+    )
+    min_size_train: list[int] = Field(
+        default_factory=lambda: list(range(480, 801, 32)), min_length=1,
+        description="detr_panoptic: shortest-edge sizes drawn from (INPUT.MIN_SIZE_TRAIN)",
+    )
+    max_size_train: int = Field(1333, ge=32,
+                                description="detr_panoptic: longest edge at most (INPUT.MAX_SIZE_TRAIN)")
 
     @model_validator(mode="after")
     def _scale_order(self) -> InputParams:
@@ -98,6 +108,8 @@ class InputParams(_Section):
             raise ValueError(f"input.crop_size={self.crop_size}: every side must be >= 32")
         if self.min_scale > self.max_scale:
             raise ValueError(f"input.min_scale={self.min_scale} must be <= input.max_scale={self.max_scale}")
+        if any(size < 1 for size in self.min_size_train):
+            raise ValueError(f"input.min_size_train={self.min_size_train}: every size must be a positive int")
         return self
 
 

@@ -6,6 +6,7 @@ from maskformer.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PAD_ID,
+    build_detr_train_transforms,
     build_eval_transforms,
     build_train_transforms,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "TASKS",
     "CanonicalDataset",
     "CanonicalLayout",
+    "build_detr_train_transforms",
     "build_eval_transforms",
     "build_train_transforms",
     "collate_fn",

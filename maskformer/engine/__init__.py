@@ -13,7 +13,14 @@ from .checkpoint import (
 from .dist import get_rank, get_world_size, init_distributed, is_distributed, is_main_process
 from .runtime import resolve_device, seed_everything
 from .sampler import InfiniteShardedSampler, SeededDataset
-from .solver import build_lr_scheduler, build_optimizer, clip_grad_norm, is_norm, warmup_poly_factor
+from .solver import (
+    build_lr_scheduler,
+    build_optimizer,
+    clip_grad_norm,
+    is_norm,
+    warmup_multistep_factor,
+    warmup_poly_factor,
+)
 from .step import train_step
 from .train import Callback, TrainConfig, TrainingInterruptedError, train
 
@@ -44,5 +51,6 @@ __all__ = [
     "seed_everything",
     "train",
     "train_step",
+    "warmup_multistep_factor",
     "warmup_poly_factor",
 ]

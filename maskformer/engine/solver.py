@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import bisect
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -66,6 +67,17 @@ def _merge_groups(groups: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
+LR_SCHEDULERS = ("poly", "multistep")
+
+
+def _warmup(it: int, warmup_iters: int, warmup_factor: float) -> float:
+    """detectron2's linear warmup: warmup_factor at iteration 0 rising to 1 at warmup_iters, then 1."""
+    if it >= warmup_iters:
+        return 1.0
+    alpha = it / warmup_iters
+    return warmup_factor * (1.0 - alpha) + alpha
+
+
 def warmup_poly_factor(
     max_iters: int, power: float = 0.9, warmup_iters: int = 0, warmup_factor: float = 1.0
 ) -> Callable[[int], float]:
@@ -74,11 +86,40 @@ def warmup_poly_factor(
         raise ValueError(f"max_iters={max_iters}: must be >= 1")
 
     def factor(it: int) -> float:
-        poly = (1.0 - min(it, max_iters) / max_iters) ** power
-        if it >= warmup_iters:
-            return poly
-        alpha = it / warmup_iters
-        return poly * (warmup_factor * (1.0 - alpha) + alpha)
+        return (1.0 - min(it, max_iters) / max_iters) ** power * _warmup(it, warmup_iters, warmup_factor)
+
+    return factor
+
+
+def check_schedule(name: str, max_iters: int, steps: Sequence[int] = (), gamma: float = 0.1) -> None:
+    """A schedule build_lr_scheduler can run: a known name; for multistep a non-empty, strictly increasing
+    list of steps within [1, max_iters] (an error with poly) and gamma > 0. Errors name the field."""
+    steps = list(steps)
+    if name not in LR_SCHEDULERS:
+        raise ValueError(f"lr_scheduler={name!r}: must be one of {LR_SCHEDULERS}")
+    if name != "multistep":
+        if steps:
+            raise ValueError(f"steps={steps}: only lr_scheduler multistep uses steps")
+        return
+    if not steps:
+        raise ValueError("steps=[]: lr_scheduler multistep needs at least one step")
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)) or steps[0] < 1 or steps[-1] > max_iters:
+        raise ValueError(f"steps={steps}: must increase strictly, from >= 1 to <= max_iters={max_iters}")
+    if gamma <= 0:
+        raise ValueError(f"gamma={gamma}: must be > 0")
+
+
+def warmup_multistep_factor(
+    max_iters: int, steps: Sequence[int], gamma: float = 0.1, warmup_iters: int = 0,
+    warmup_factor: float = 1.0,
+) -> Callable[[int], float]:
+    """detectron2's WarmupMultiStepLR: gamma^(number of steps <= it), ramped linearly during warmup (the
+    lr drops at iteration `step` itself: the step-th scheduler.step() is the first at the lower lr)."""
+    check_schedule("multistep", max_iters, steps, gamma)
+    milestones = list(steps)
+
+    def factor(it: int) -> float:
+        return gamma ** bisect.bisect_right(milestones, it) * _warmup(it, warmup_iters, warmup_factor)
 
     return factor
 
@@ -89,13 +130,22 @@ def build_lr_scheduler(
     power: float = 0.9,
     warmup_iters: int = 0,
     warmup_factor: float = 1.0,
+    name: str = "poly",
+    steps: Sequence[int] = (),
+    gamma: float = 0.1,
 ) -> LambdaLR:
-    """Per-iteration WarmupPolyLR as a LambdaLR (step it once per iteration).
+    """Per-iteration WarmupPolyLR (`name="poly"`, the ADE20K/Cityscapes recipes) or WarmupMultiStepLR
+    (`"multistep"`: x gamma at each of `steps`, COCO panoptic) as a LambdaLR (step it once per iteration).
 
     The factor is a plain function, so it is not stored in the scheduler's state_dict: a resumed run
-    takes max_iters and warmup from its own config.
+    takes max_iters, steps and warmup from its own config.
     """
-    return LambdaLR(optimizer, warmup_poly_factor(max_iters, power, warmup_iters, warmup_factor))
+    check_schedule(name, max_iters, steps, gamma)
+    if name == "multistep":
+        factor = warmup_multistep_factor(max_iters, steps, gamma, warmup_iters, warmup_factor)
+    else:
+        factor = warmup_poly_factor(max_iters, power, warmup_iters, warmup_factor)
+    return LambdaLR(optimizer, factor)
 
 
 def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float = 0.01) -> torch.Tensor | None:

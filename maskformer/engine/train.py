@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from .dist import get_rank, get_world_size, init_distributed, is_distributed
 from .metrics import LossWindow
 from .runtime import SigtermFlag, move_to_device, progress_bar, resolve_device, seed_everything
 from .sampler import InfiniteShardedSampler, SeededDataset
-from .solver import build_lr_scheduler, build_optimizer
+from .solver import build_lr_scheduler, build_optimizer, check_schedule
 from .step import train_step
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -38,7 +38,10 @@ class TrainConfig:
     weight_decay_norm: float = 0.0
     weight_decay_embed: float = 0.0
     backbone_multiplier: float = 0.1
+    lr_scheduler: str = "poly"  # poly (WarmupPolyLR, ADE20K) or multistep (WarmupMultiStepLR, COCO)
     poly_power: float = 0.9
+    steps: list[int] = field(default_factory=list)  # multistep: iterations where the lr is x gamma
+    gamma: float = 0.1
     warmup_iters: int = 0
     warmup_factor: float = 1.0
     clip_grad_norm: float = 0.01  # full-model L2 clipping; <= 0 disables
@@ -65,6 +68,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be >= 1")
         if self.num_workers < 0 or self.warmup_iters < 0:
             raise ValueError("TrainConfig.num_workers and warmup_iters must be >= 0")
+        try:
+            check_schedule(self.lr_scheduler, self.max_iters, self.steps, self.gamma)
+        except ValueError as exc:  # "TrainConfig.steps=...": the params error names train.steps
+            raise ValueError(f"TrainConfig.{exc}") from None
 
 
 class TrainingInterruptedError(RuntimeError):
@@ -178,7 +185,8 @@ def _setup(model: nn.Module, cfg: TrainConfig, device: torch.device) -> dict[str
         cfg.backbone_multiplier,
     )
     scheduler = build_lr_scheduler(
-        optimizer, cfg.max_iters, cfg.poly_power, cfg.warmup_iters, cfg.warmup_factor
+        optimizer, cfg.max_iters, cfg.poly_power, cfg.warmup_iters, cfg.warmup_factor,
+        name=cfg.lr_scheduler, steps=cfg.steps, gamma=cfg.gamma,
     )
     fp16 = cfg.amp and cuda and cfg.amp_dtype == "float16"
     scaler = torch.amp.GradScaler(device.type, enabled=fp16)

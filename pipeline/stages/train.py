@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchvision.transforms import v2
 
 from maskformer import build_model
-from maskformer.data import CanonicalDataset, CanonicalLayout, build_train_transforms, collate_fn
+from maskformer.data import (
+    CanonicalDataset,
+    CanonicalLayout,
+    build_detr_train_transforms,
+    build_train_transforms,
+    collate_fn,
+)
 from maskformer.engine import atomic_save, is_main_process, list_checkpoints, seed_everything, train
 from maskformer.finetune import load_pretrained
 from pipeline import outputs as out
 from pipeline.locks import exclusive
 from pipeline.model_file import read_model
 from pipeline.outputs import MODEL, TRAIN_LOG, MissingInputError, checkpoint_dir, processed_dir, resume_log
-from pipeline.params import Params
+from pipeline.params import InputParams, Params
 from pipeline.project import project_root
 from pipeline.stages.runner import run_stage
 
@@ -65,9 +72,7 @@ def train_model(params: Params, callback: Callable[[int, dict[str, float]], None
     layout = CanonicalLayout(processed_dir(params.data))
     if not layout.manifest.exists():
         raise MissingInputError(f"{layout.manifest} not found: run `python -m pipeline preprocess` first")
-    transforms = build_train_transforms(
-        params.input.crop_size, (params.input.min_scale, params.input.max_scale), params.input.color_aug_ssd
-    )
+    transforms = train_transforms(params.input)
     dataset = CanonicalDataset(layout.root, "train", task=params.input.task, transforms=transforms)
     checkpoints = checkpoint_dir(params)
     waiting = f"train: another run trains these params into {checkpoints}: waiting for it to end"
@@ -141,6 +146,14 @@ def start_from(model_file: str, model: torch.nn.Module) -> dict:
     return {"model_file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "format": record.get("format", "this project"), "source": record.get("source", str(path)),
             "reinitialised": reinitialised}
+
+
+def train_transforms(input_params: InputParams) -> v2.Compose:
+    """The training mapper `input.mapper` names: the official semantic one or DETR's COCO panoptic one."""
+    if input_params.mapper == "detr_panoptic":
+        return build_detr_train_transforms(input_params.min_size_train, input_params.max_size_train)
+    return build_train_transforms(input_params.crop_size, (input_params.min_scale, input_params.max_scale),
+                                  input_params.color_aug_ssd)
 
 
 def load_trained(path: Path = MODEL, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
