@@ -34,8 +34,8 @@ def headline(params: Params, predictor: Predictor, record: dict) -> dict[str, fl
 def test_training_beats_the_untrained_model_on_every_headline_metric(tmp_path, monkeypatch):
     raw = yaml.safe_load(Path("params.yaml").read_text())  # the default data set and model
     monkeypatch.chdir(tmp_path)
-    raw["train"].update(max_iters=300, device="cpu")  # a shorter schedule than the default
-    raw["data"]["synthetic"]["num_train"] = 300  # and fewer scenes (generated in the test)
+    raw["train"].update(max_iters=250, device="cpu")  # a shorter schedule than the default
+    raw["data"]["synthetic"].update(num_train=300, num_val=30)  # and fewer scenes (generated in the test)
     raw["evaluate"]["device"] = "cpu"
     params = Params.model_validate(raw)
     download(params.data)
