@@ -10,17 +10,20 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
+from PIL import Image
 from torchvision import tv_tensors
 
 from maskformer.data import build_eval_transforms
 from maskformer.engine import resolve_device
 from maskformer.evaluation.components import per_pixel_panoptic
+from maskformer.evaluation.instance import encode_masks
 from maskformer.evaluation.predict import Predictor
 from maskformer.inference import instance_inference, panoptic_inference
+from pipeline.data.sources import IMAGE_ERRORS
 from pipeline.model_file import read_model
 from pipeline.params import EvaluateParams
 
@@ -42,10 +45,13 @@ class ImagePrediction:
     instances: list[dict] = field(default_factory=list)
 
 
-def rle(mask: np.ndarray) -> dict:
-    """COCO RLE of a boolean mask with its counts as text (JSON-ready)."""
-    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": encoded["size"], "counts": encoded["counts"].decode("ascii")}
+def read_image(source: str | Path | BinaryIO, name: str, expected: str = "a readable image") -> np.ndarray:
+    """An RGB uint8 [H, W, 3] array from a file or file object; ValueError naming it (`name`) otherwise."""
+    try:
+        with Image.open(source) as im:
+            return np.asarray(im.convert("RGB"))
+    except IMAGE_ERRORS as exc:
+        raise ValueError(f"{name}: not {expected} ({exc})") from None
 
 
 class Segmenter:
@@ -111,8 +117,9 @@ class Segmenter:
                                          "category_id": self.categories[s["category_id"]]["id"]}
                                         for s in segments]
             if "instance" in tasks:
-                triples = zip(instances["masks"], instances["scores"], instances["labels"], strict=True)
+                triples = zip(encode_masks(instances["masks"]), instances["scores"], instances["labels"],
+                              strict=True)
                 result.instances = [{"category_id": self.categories[int(label)]["id"],
-                                     "segmentation": rle(mask.cpu().numpy()), "score": float(score)}
-                                    for mask, score, label in triples]
+                                     "segmentation": rle, "score": float(score)}
+                                    for rle, score, label in triples]
         return out

@@ -23,7 +23,6 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from pipeline.data.sources import IMAGE_ERRORS
 from pipeline.params import Params
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -46,15 +45,6 @@ def expand(inputs: list[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{spec}: no such image, folder or glob match")
     return found
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 [H, W, 3] array; ValueError naming the file if it does not open as an image."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except IMAGE_ERRORS as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from None
 
 
 def resolve_model(model: str | None, run_id: str | None, params: Params) -> Path:
@@ -109,7 +99,7 @@ def predict(paths: list[Path], model_path: Path, out: Path, params: Params,
             tasks: tuple[str, ...] | None = None, chunk: int = 64) -> dict:
     """Write every output for `paths` into `out`; returns {"images": n, "instances": n}."""
     from maskformer.data import id_to_rgb
-    from pipeline.predictions import TASKS, Segmenter
+    from pipeline.predictions import TASKS, Segmenter, read_image
     from pipeline.report.plots import category_colors, colorize
 
     tasks = tasks or TASKS
@@ -124,7 +114,7 @@ def predict(paths: list[Path], model_path: Path, out: Path, params: Params,
     with tqdm(total=len(paths), desc="predict", unit="image") as bar:
         for start in range(0, len(paths), chunk):  # read a chunk, predict it in batches, write it
             batch = paths[start:start + chunk]
-            images = [read_image(p) for p in batch]
+            images = [read_image(p, str(p)) for p in batch]
             for image_id, path, rgb, p in zip(range(start + 1, start + len(batch) + 1), batch, images,
                                               segmenter(images, tasks), strict=True):
                 if p.semantic is not None:

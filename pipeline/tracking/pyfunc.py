@@ -24,7 +24,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
-from pipeline.data.sources import IMAGE_ERRORS
 from pipeline.params import Params
 
 IMAGE_COLUMN = "image"
@@ -56,11 +55,14 @@ def _png(array: np.ndarray) -> str:
 
 def _rgb(text: str, row: int) -> np.ndarray:
     """Row `row`'s image as RGB uint8; ValueError naming the row if it is not a readable image."""
+    from pipeline.predictions import read_image
+
+    name, expected = f"{IMAGE_COLUMN}[{row}]", "a base64-encoded image"
     try:
-        with Image.open(io.BytesIO(base64.b64decode(text, validate=True))) as im:
-            return np.asarray(im.convert("RGB"))
-    except (*IMAGE_ERRORS, TypeError) as exc:
-        raise ValueError(f"{IMAGE_COLUMN}[{row}]: not a base64-encoded image ({exc})") from None
+        data = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: not {expected} ({exc})") from None
+    return read_image(io.BytesIO(data), name, expected)
 
 
 class SegmentationModel(mlflow.pyfunc.PythonModel):
