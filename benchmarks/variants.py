@@ -69,7 +69,7 @@ def train_step(variant: Variant, device: torch.device, images: torch.Tensor, tar
     images = images.contiguous(memory_format=fmt)
     amp_dtype = torch.bfloat16 if bf16 else None
     if variant.impl == "ours":
-        optimizer = build_optimizer(model)  # fused on CUDA
+        optimizer = build_optimizer(model)  # fused on CUDA and on the CPU
 
         def step() -> None:
             engine.train_step(model, model.criterion, optimizer, images, targets, amp_dtype, max_norm=0.01)

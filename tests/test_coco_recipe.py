@@ -33,6 +33,8 @@ def test_every_preset_of_params_yaml_validates(tmp_path):
     for name in presets:
         params = _with_preset(tmp_path, name)
         assert params.preset == name
+        if name.startswith(("paper_", "released_")):  # the dense mask loss, not the CPU default's points
+            assert params.model.num_points == 0, name
 
 
 def test_defaults_keep_the_semantic_mapper_and_poly():
