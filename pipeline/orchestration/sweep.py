@@ -5,7 +5,9 @@ working copy is never edited), then compared from MLflow with a plot per swept k
 
 
 import itertools
+import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,7 @@ from pipeline.orchestration.dvc_cli import DvcError, dvc_command, stage_env
 
 METRIC = "sem_seg/mIoU"  # the headline metric the sweep plot shows
 POLL_S = 2.0
+RESTART_POLLS = 5  # queued experiments and no worker for this many polls in a row: start workers again
 SWEEP_FLOW = "maskformer-sweep"
 
 
@@ -46,14 +49,28 @@ def _dvc(*args: str) -> str:
     return result.stdout
 
 
-def _statuses(names: list[str]) -> dict[str, str]:
-    """DVC queue status (Queued, Running, Success, Failed) of the named experiments."""
-    status = {}
+def _statuses(names: list[str]) -> tuple[dict[str, str], int]:
+    """DVC queue status (Queued, Running, Success, Failed) of the named experiments, and how many queue
+    workers DVC sees (active + idle)."""
+    status, workers = {}, 0
     for line in _dvc("queue", "status").splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[1] in names:
             status[parts[1]] = parts[-1]
-    return status
+        elif line.startswith("Worker status:"):
+            workers = sum(int(n) for n in re.findall(r"(\d+) (?:active|idle)", line))
+    return status, workers
+
+
+def _start_workers(jobs: int) -> None:
+    """`dvc queue start -j jobs`, not tied to its workers: they are daemons that outlive the command, and
+    a pipe to it would stay open until the last of them exits (one may never: see `run_queue`)."""
+    with tempfile.TemporaryFile("w+") as log:
+        code = subprocess.run(dvc_command("queue", "start", "-j", str(jobs)), env=stage_env(), check=False,
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            log.seek(0)
+            raise DvcError(f"dvc queue start -j {jobs} failed:\n{log.read()}")
 
 
 def _yaml(value: Any) -> str:
@@ -72,15 +89,22 @@ def run_queue(points: list[dict[str, Any]], prefix: str, jobs: int, say: Callabl
         sets = [arg for key, value in point.items() for arg in ("-S", f"{key}={_yaml(value)}")]
         _dvc("exp", "run", "--queue", "-n", name, *sets)
         say(f"sweep: queued {name}: " + ", ".join(f"{k}={v}" for k, v in point.items()))
-    _dvc("queue", "start", "-j", str(jobs))
+    _start_workers(jobs)
+    idle = 0  # polls in a row with experiments queued and no worker
     try:
         while True:
-            status = _statuses(names)
+            status, workers = _statuses(names)
             if len(status) == len(names) and all(s not in ("Queued", "Running") for s in status.values()):
                 return status
+            queued = sum(s == "Queued" for s in status.values())
+            idle = idle + 1 if queued and not workers else 0
+            if idle == RESTART_POLLS:  # a worker's monitor can miss its busy worker and stop it early
+                say(f"sweep: {queued} queued and no queue worker: starting {min(jobs, queued)} again")
+                _start_workers(min(jobs, queued))
+                idle = 0
             time.sleep(POLL_S)
     except BaseException:
-        status = _statuses(names)
+        status, _ = _statuses(names)
         queued = [n for n, s in status.items() if s == "Queued"]
         if queued:
             subprocess.run(dvc_command("queue", "remove", *queued), env=stage_env(), check=False)
