@@ -25,9 +25,10 @@ run: setup
 compare: setup
 	$(BIN)/python -m pipeline compare_architectures
 
+# Two workers, a test file each at a time: the end-to-end module (one shared repository, in order) on one.
 test: setup
 	$(BIN)/ruff check maskformer pipeline tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(BIN)/ruff check maskformer pipeline tests

@@ -1,4 +1,5 @@
-"""Shared test settings: offline, a small thread pool on 2 cores, an MLflow store outside the repository."""
+"""Shared test settings: offline, a small thread pool on 2 cores, an MLflow store outside the repository,
+slow tests first."""
 
 import os
 
@@ -8,7 +9,14 @@ import torch
 from pipeline.offline import go_offline
 
 go_offline()  # before any test module imports Prefect, MLflow or DVC
-torch.set_num_threads(2)
+# 2 cores: two threads, or one per worker under `pytest -n 2` (four would oversubscribe them)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort keeps each module's order): under `pytest -n 2 --dist loadfile`
+    the end-to-end module, the longest, starts at once on one worker while the rest share the other."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
