@@ -25,7 +25,7 @@ run: setup
 compare: setup
 	$(BIN)/python -m pipeline compare_architectures
 
-# Two workers, a test file each at a time: the end-to-end module (one shared repository, in order) on one.
+# Two workers, a whole test file each at a time, slow files first: the two end-to-end modules start at once.
 test: setup
 	$(BIN)/ruff check maskformer pipeline tests
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder

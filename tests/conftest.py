@@ -15,7 +15,7 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first (a stable sort keeps each module's order): under `pytest -n 2 --dist loadfile`
-    the end-to-end module, the longest, starts at once on one worker while the rest share the other."""
+    the two end-to-end modules, the longest, start at once, one per worker, and the rest fill in."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -91,7 +91,6 @@ def build_repo(dst: Path, env: dict[str, str]) -> Repo:
     return repo
 
 
-
 def repo_in(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Repo]:
     """A module's repository (fixture body): built in a fresh temporary folder, removed after the module."""
     base = tmp_path_factory.mktemp(name)

@@ -42,11 +42,17 @@ def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def _dvc(*args: str) -> str:
-    """Run a DVC command (this interpreter's, the stages' environment): its output; DvcError if it fails."""
-    result = subprocess.run(dvc_command(*args), env=stage_env(), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise DvcError(f"dvc {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
+    """Run a DVC command (this interpreter's, the stages' environment): its output; DvcError if it fails.
+    The output goes through files, not pipes: `dvc queue start` leaves daemon workers that inherit them,
+    and a pipe stays open until the last of them exits (one may never: see `run_queue`)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run(dvc_command(*args), env=stage_env(), stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=err, check=False).returncode
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        raise DvcError(f"dvc {' '.join(args)} failed:\n{stdout}{stderr}")
+    return stdout
 
 
 def _statuses(names: list[str]) -> tuple[dict[str, str], int]:
@@ -63,14 +69,8 @@ def _statuses(names: list[str]) -> tuple[dict[str, str], int]:
 
 
 def _start_workers(jobs: int) -> None:
-    """`dvc queue start -j jobs`, not tied to its workers: they are daemons that outlive the command, and
-    a pipe to it would stay open until the last of them exits (one may never: see `run_queue`)."""
-    with tempfile.TemporaryFile("w+") as log:
-        code = subprocess.run(dvc_command("queue", "start", "-j", str(jobs)), env=stage_env(), check=False,
-                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT).returncode
-        if code != 0:
-            log.seek(0)
-            raise DvcError(f"dvc queue start -j {jobs} failed:\n{log.read()}")
+    """`dvc queue start -j jobs`: daemon workers that run the queued experiments and outlive the command."""
+    _dvc("queue", "start", "-j", str(jobs))
 
 
 def _yaml(value: Any) -> str:
