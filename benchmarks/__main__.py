@@ -17,6 +17,7 @@ NAMES = (
     "train_throughput",
     "learning_options",
     "cpu_speedups",
+    "train_stage",
 )
 
 

@@ -150,7 +150,7 @@ def bench_inference(device: torch.device, cfg: dict, run: str, args: argparse.Na
         extra = headline(seconds, key) if variant.impl == "ours" else {}
         record(args.out, benchmark="inference", impl=variant.impl, aux=variant.aux, run=run,
                device=device_name(device), batch=batch, size=size, dtype=variant.dtype,
-               mode=variant.mode(device), img_per_s=batch / sec, seconds_per_batch=sec,
+               mode=variant.mode(device, training=False), img_per_s=batch / sec, seconds_per_batch=sec,
                **peak_memory("inference", key, size, batch, device), **extra,
                iters=args.iters, rounds=args.rounds)
 

@@ -223,7 +223,7 @@ def _record(workdir: Path) -> dict[str, Any]:
     return {"config": cfg.to_dict(), "categories": data.categories, "params": params.model_dump(mode="json")}
 
 
-def _img_per_s(snapdir: Path, workdir: Path) -> float | None:
+def _img_per_s(workdir: Path) -> float | None:
     """Median training throughput from the train log (metrics/train_log.csv or the resume folder's)."""
     import csv
     import statistics
@@ -285,7 +285,7 @@ def run_option(name: str, overrides: dict[str, Any], eval_at: list[int], threads
                 shutil.copy2(final, workdir / "final_model.pt")
                 points = [(i, snapdir / f"ckpt_{i:07d}.pth", watcher.seen.get(i)) for i in period]
                 points.append((max_iters, None, train_wall))
-            speed = _img_per_s(snapdir, workdir)
+            speed = _img_per_s(workdir)
             for it, ckpt, at in points:
                 if ckpt is not None:
                     if not ckpt.exists():

@@ -35,12 +35,14 @@ class Variant:
         impl, aux, dtype = key.split(":")
         return cls(impl, aux == "aux", dtype)
 
-    def mode(self, device: torch.device) -> str:
-        """What else the run uses: ours on a GPU runs our default GPU mode."""
+    def mode(self, device: torch.device, training: bool = True) -> str:
+        """What else the run uses: ours runs the engine's default mode of the device (or amp_cpu)."""
         if self.impl == "ours" and device.type == "cuda" and self.dtype != "fp32":
             return "default GPU mode: bf16 autocast, channels_last, fused AdamW, cudnn.benchmark"
         if self.impl == "ours" and device.type == "cpu" and self.dtype != "fp32":
             return "train.amp_cpu: bf16 autocast, channels_last"
+        if self.impl == "ours" and device.type == "cpu" and training:
+            return "default CPU training: channels_last, fused AdamW"
         return "plain"
 
 
@@ -51,11 +53,12 @@ def ours_model(aux: bool) -> nn.Module:
     return build_model(cfg)
 
 
-def _prepare(variant: Variant, device: torch.device) -> tuple[nn.Module, bool, torch.memory_format]:
+def _prepare(variant: Variant, device: torch.device, training: bool
+             ) -> tuple[nn.Module, bool, torch.memory_format]:
     """Build the variant's model on the device; returns it, whether autocast is on, the memory format."""
     model = ours_model(variant.aux) if variant.impl == "ours" else build_hf_model(NUM_CLASSES, NUM_QUERIES)
     bf16 = variant.dtype == "bf16-autocast"
-    fmt = torch.channels_last if variant.mode(device) != "plain" else torch.contiguous_format
+    fmt = torch.channels_last if variant.mode(device, training) != "plain" else torch.contiguous_format
     return model.to(device=device, memory_format=fmt), bf16, fmt
 
 
@@ -64,7 +67,7 @@ def train_step(variant: Variant, device: torch.device, images: torch.Tensor, tar
     engine's train_step, transformers' computes its loss in its forward."""
     if variant.impl == "transformers" and variant.aux:
         raise ValueError("transformers' aux loss is not benchmarked: it crashes (see hf_aux_loss_crashes)")
-    model, bf16, fmt = _prepare(variant, device)
+    model, bf16, fmt = _prepare(variant, device, training=True)
     model.train()
     images = images.contiguous(memory_format=fmt)
     amp_dtype = torch.bfloat16 if bf16 else None
@@ -93,7 +96,7 @@ def train_step(variant: Variant, device: torch.device, images: torch.Tensor, tar
 
 def inference_step(variant: Variant, device: torch.device, images: torch.Tensor) -> Callable:
     """Forward only (eval mode, inference_mode): class and mask logits of a batch."""
-    model, bf16, fmt = _prepare(variant, device)
+    model, bf16, fmt = _prepare(variant, device, training=False)
     model.eval()
     images = images.contiguous(memory_format=fmt)
 

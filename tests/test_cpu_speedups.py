@@ -49,6 +49,37 @@ def test_cpu_bf16_autocast_stays_within_bf16_precision_of_fp32():
     assert cosine > 0.95
 
 
+def test_channels_last_is_the_default_on_the_cpu_too():
+    cpu = torch.device("cpu")
+    assert train_module._memory_format(TrainConfig(), cpu) == torch.channels_last
+    assert train_module._memory_format(TrainConfig(channels_last=False), cpu) == torch.contiguous_format
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Stands in for a randomly augmented sample: its values come from the global torch RNG."""
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.full((2,), float(index)) + torch.rand(2)
+
+
+def test_batches_do_not_depend_on_the_number_of_loader_workers():
+    """No loader workers (the default on 2 cores, where workers preempt the torch threads) is a speed-up
+    with the same batches, so the same losses: every sample is drawn under its own seed."""
+    def batches(workers: int) -> list[torch.Tensor]:
+        cfg = TrainConfig(device="cpu", batch_size=3, num_workers=workers, seed=4)
+        loader = train_module._loader(_Augmented(), cfg, torch.utils.data.default_collate, 2,
+                                      torch.device("cpu"))
+        stream = iter(loader)
+        return [next(stream) for _ in range(4)]
+
+    in_process, two_workers = batches(0), batches(2)
+    assert all(torch.equal(a, b) for a, b in zip(in_process, two_workers, strict=True))
+    assert not torch.equal(in_process[0], in_process[1])
+
+
 def test_amp_cpu_is_what_the_engine_runs_and_needs_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
     assert train_module.autocast_dtype(TrainConfig(amp_cpu=False), cpu) is None
