@@ -50,7 +50,7 @@ class TrainConfig:
     keep_last: int = 3  # checkpoints kept on disk; <= 0 keeps all
     amp: bool = True  # autocast on CUDA only
     amp_dtype: str = "bfloat16"  # or "float16" (then a GradScaler is used)
-    channels_last: bool = True  # any device: exact (the same losses), 1.04-1.08x on a CPU
+    channels_last: bool = True  # any device: the same losses up to summation order; 1.04-1.08x on a CPU
     amp_cpu: bool = False  # CPU with native bf16 (AVX512-BF16 / AMX): bf16 autocast + channels_last
     cudnn_benchmark: bool = True  # CUDA only
     find_unused_parameters: bool = False  # DDP: needed if some parameters get no gradient in a step
