@@ -93,6 +93,14 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _overridden(tree: dict, overrides: dict[str, Any]) -> dict:
+    """A copy of a params tree with dotted overrides applied (the tree itself is left as it was)."""
+    tree = copy.deepcopy(tree)
+    for key, value in overrides.items():
+        _set(tree, key, copy.deepcopy(value))
+    return tree
+
+
 def _get(tree: dict, dotted: str) -> Any:
     node = tree
     for key in dotted.split("."):
@@ -246,10 +254,7 @@ def run_option(name: str, overrides: dict[str, Any], eval_at: list[int], threads
     inference, e.g. object_mask_threshold) re-evaluates the final model with those fields patched."""
     import torch
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    full = {**overrides, **_ALWAYS}
-    for key, value in full.items():
-        _set(params, key, copy.deepcopy(value))
+    params = _overridden(yaml.safe_load((REPO / "params.yaml").read_text()), {**overrides, **_ALWAYS})
     max_iters = int(_get(params, "train.max_iters"))
     period = sorted({i for i in eval_at if 0 < i < max_iters})
     if period:  # every evaluation point must be a checkpoint: period = gcd of the points

@@ -14,7 +14,6 @@ noise hits them alike; one JSON line per (variant, round) goes to benchmarks/res
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ from typing import Any
 import yaml
 
 from benchmarks.common import record
-from benchmarks.learning_options import REPO, _env, _img_per_s, _parse_value, _set, _stage
+from benchmarks.learning_options import REPO, _env, _img_per_s, _overridden, _parse_value, _set, _stage
 
 RESULTS = REPO / "benchmarks" / "results" / "train_stage.jsonl"
 
@@ -44,9 +43,7 @@ def run(variants: dict[str, dict[str, Any]], iters: int, rounds: int, threads: i
                 _stage(stage, workdir, env, log)
             for rnd in range(rounds):
                 for name, overrides in variants.items():
-                    params = copy.deepcopy(base)
-                    for key, value in overrides.items():
-                        _set(params, key, copy.deepcopy(value))
+                    params = _overridden(base, overrides)
                     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
                     shutil.rmtree(workdir / "models", ignore_errors=True)  # no resume: a whole run each time
                     wall, cpu, _ = _stage("train", workdir, env, log)
