@@ -26,7 +26,7 @@ from benchmarks.flops import count_flops, flops_fields
 from benchmarks.hf_maskformer import build_hf_model, hf_aux_loss_crashes
 from benchmarks.variants import NUM_CLASSES, NUM_QUERIES, Variant, inference_step, loss_step, train_step
 from maskformer.engine import resolve_device
-from maskformer.engine.train import native_cpu_bf16
+from maskformer.engine.trainer import native_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 

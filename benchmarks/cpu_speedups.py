@@ -22,7 +22,7 @@ from benchmarks.common import RESULTS, device_name, interleaved, random_batch, r
 from benchmarks.variants import NUM_CLASSES, Variant, ours_model, train_step
 from maskformer import MaskFormerConfig, build_model, engine
 from maskformer.engine import build_optimizer
-from maskformer.engine.train import native_cpu_bf16
+from maskformer.engine.trainer import native_cpu_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name -> (memory format, compile, autocast dtype)

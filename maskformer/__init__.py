@@ -1,38 +1,24 @@
 """MaskFormer (Cheng, Schwing, Kirillov, NeurIPS 2021) in plain PyTorch: model, loss, inference."""
 
-from maskformer.config import MaskFormerConfig, tiny_config
-from maskformer.criterion import (
-    PerPixelCriterion,
-    SetCriterion,
-    dice_loss,
-    sigmoid_focal_loss,
-    weighted_loss,
-)
-from maskformer.inference import (
-    instance_inference,
-    panoptic_inference,
-    resize_to_image,
-    semantic_inference,
-    semantic_maps,
-)
-from maskformer.matcher import HungarianMatcher
-from maskformer.model import MaskFormer, PerPixelBaseline, build_model
+from maskformer._lazy import lazy_exports
 
-__all__ = [
-    "HungarianMatcher",
-    "MaskFormer",
-    "MaskFormerConfig",
-    "PerPixelBaseline",
-    "PerPixelCriterion",
-    "SetCriterion",
-    "build_model",
-    "dice_loss",
-    "instance_inference",
-    "panoptic_inference",
-    "resize_to_image",
-    "semantic_inference",
-    "semantic_maps",
-    "sigmoid_focal_loss",
-    "tiny_config",
-    "weighted_loss",
-]
+_EXPORTS = {  # name -> the submodule that defines it
+    "MaskFormerConfig": ".config",
+    "tiny_config": ".config",
+    "PerPixelCriterion": ".criterion",
+    "SetCriterion": ".criterion",
+    "dice_loss": ".criterion",
+    "sigmoid_focal_loss": ".criterion",
+    "weighted_loss": ".criterion",
+    "instance_inference": ".inference",
+    "panoptic_inference": ".inference",
+    "resize_to_image": ".inference",
+    "semantic_inference": ".inference",
+    "semantic_maps": ".inference",
+    "HungarianMatcher": ".matcher",
+    "MaskFormer": ".model",
+    "PerPixelBaseline": ".model",
+    "build_model": ".model",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,9 +10,9 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from maskformer import MaskFormerConfig
-from maskformer.engine import TrainConfig
-from maskformer.evaluation.predict import InferenceConfig
+from maskformer.config import MaskFormerConfig
+from maskformer.engine.config import TrainConfig
+from maskformer.evaluation.config import InferenceConfig
 from pipeline.data.sources import SOURCES
 from pipeline.data.sources._custom import CustomParams
 from pipeline.data.sources.synthetic import SyntheticParams

@@ -198,7 +198,7 @@ def test_sigterm_to_one_ddp_rank_stops_all_ranks_at_the_same_step(tmp_path):
 
 
 def test_the_global_batch_must_split_evenly_across_processes():
-    from maskformer.engine.train import per_process_batch
+    from maskformer.engine.trainer import per_process_batch
 
     assert (per_process_batch(16, 1), per_process_batch(16, 2), per_process_batch(16, 8)) == (16, 8, 2)
     with pytest.raises(ValueError, match="batch_size=3 .* across 2 processes"):

@@ -10,6 +10,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.optim.lr_scheduler import LambdaLR
 
+from .config import check_schedule
+
 
 def is_norm(module: nn.Module) -> bool:
     """True for normalisation layers (BatchNorm, GroupNorm, LayerNorm, FrozenBatchNorm2d, ...)."""
@@ -69,9 +71,6 @@ def _merge_groups(groups: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
-LR_SCHEDULERS = ("poly", "multistep")
-
-
 def _warmup(it: int, warmup_iters: int, warmup_factor: float) -> float:
     """detectron2's linear warmup: warmup_factor at iteration 0 rising to 1 at warmup_iters, then 1."""
     if it >= warmup_iters:
@@ -91,24 +90,6 @@ def warmup_poly_factor(
         return (1.0 - min(it, max_iters) / max_iters) ** power * _warmup(it, warmup_iters, warmup_factor)
 
     return factor
-
-
-def check_schedule(name: str, max_iters: int, steps: Sequence[int] = (), gamma: float = 0.1) -> None:
-    """A schedule build_lr_scheduler can run: a known name; for multistep a non-empty, strictly increasing
-    list of steps within [1, max_iters] (an error with poly) and gamma > 0. Errors name the field."""
-    steps = list(steps)
-    if name not in LR_SCHEDULERS:
-        raise ValueError(f"lr_scheduler={name!r}: must be one of {LR_SCHEDULERS}")
-    if name != "multistep":
-        if steps:
-            raise ValueError(f"steps={steps}: only lr_scheduler multistep uses steps")
-        return
-    if not steps:
-        raise ValueError("steps=[]: lr_scheduler multistep needs at least one step")
-    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)) or steps[0] < 1 or steps[-1] > max_iters:
-        raise ValueError(f"steps={steps}: must increase strictly, from >= 1 to <= max_iters={max_iters}")
-    if gamma <= 0:
-        raise ValueError(f"gamma={gamma}: must be > 0")
 
 
 def warmup_multistep_factor(

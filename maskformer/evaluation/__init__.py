@@ -1,17 +1,16 @@
 """Evaluation metrics as detectron2 names them: semantic (mIoU), panoptic (PQ) and instance (mask AP), and
 instances from a per-pixel semantic map by connected components (the per-pixel baseline's)."""
 
-from maskformer.evaluation.components import Instances, semantic_to_instances, touching_same_class_pairs
-from maskformer.evaluation.instance import coco_mask_ap, encode_masks
-from maskformer.evaluation.panoptic import PanopticEvaluator
-from maskformer.evaluation.semantic import SemSegEvaluator
+from maskformer._lazy import lazy_exports
 
-__all__ = [
-    "Instances",
-    "PanopticEvaluator",
-    "SemSegEvaluator",
-    "coco_mask_ap",
-    "encode_masks",
-    "semantic_to_instances",
-    "touching_same_class_pairs",
-]
+_EXPORTS = {  # name -> the submodule that defines it
+    "Instances": ".components",
+    "semantic_to_instances": ".components",
+    "touching_same_class_pairs": ".components",
+    "coco_mask_ap": ".instance",
+    "encode_masks": ".instance",
+    "PanopticEvaluator": ".panoptic",
+    "SemSegEvaluator": ".semantic",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -32,7 +31,8 @@ def main() -> int:
         Path(args.status_dir, f"rank{rank}.pid").write_text(str(os.getpid()))
     torch.manual_seed(0)
     if args.record_saves:
-        engine_train = importlib.import_module("maskformer.engine.train")  # the module, not the function
+        from maskformer.engine import trainer as engine_train
+
         original = engine_train.save_checkpoint
 
         def recording_save(directory, iteration, state, keep_last=3):
