@@ -4,6 +4,7 @@ instances from a per-pixel semantic map by connected components (the per-pixel b
 from maskformer._lazy import lazy_exports
 
 _EXPORTS = {  # name -> the submodule that defines it
+    "InferenceConfig": ".config",
     "Instances": ".components",
     "semantic_to_instances": ".components",
     "touching_same_class_pairs": ".components",
