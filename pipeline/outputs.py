@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from pipeline.params import DataParams, Params
 from pipeline.project import project_root  # here too: what parallel runs share sits there
@@ -47,6 +48,7 @@ PANOPTIC_PREDICTIONS = PREDICTIONS / "panoptic"  # <stem>.png, COCO panoptic col
 SEMANTIC_HEADLINE = ("mIoU", "fwIoU", "mACC", "pACC")
 SEGM_HEADLINE = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 PANOPTIC_HEADLINE = ("PQ", "SQ", "RQ")
+METRICS_FILES = (SEMANTIC_METRICS, INSTANCE_METRICS)  # what the evaluation stages conclude, in that order
 
 RUN_WORKSPACES = Path(".dvc/tmp/runs")  # <run name>/: a flow run's git worktree (DVC ignores .dvc/tmp)
 COMPARISONS = Path("comparisons")  # <name>.html/.md: MaskFormer vs the per-pixel baseline (no DVC out)
@@ -56,6 +58,14 @@ REPORTS = Path("reports")
 REPORT_HTML = REPORTS / "report.html"
 REPORT_MD = REPORTS / "report.md"
 REPORT_PLOTS = REPORTS / "plots"
+
+
+def metric_values(content: dict[str, Any]) -> dict[str, Any]:
+    """A metrics file's section values under their one name, `<section>/<key>` (sem_seg/mIoU,
+    panoptic_seg/PQ): MLflow's metric, the flow's table row, the comparison's column. Text (a note) and
+    sections that did not run (None) have no values."""
+    return {f"{section}/{key}": value for section, values in content.items() if isinstance(values, dict)
+            for key, value in values.items()}
 
 
 def raw_dir(data: DataParams) -> Path:

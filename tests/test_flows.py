@@ -3,6 +3,7 @@ params.yaml edited like `dvc exp run -S`, the deployment's typed parameters."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,8 +15,9 @@ from pydantic import ValidationError
 
 from pipeline.orchestration.deployment import RunSettings
 from pipeline.orchestration.dvc_cli import DvcError, parse_dot, stage_env, stage_order, topological_order
+from pipeline.orchestration.flow import headline_metrics
 from pipeline.orchestration.overrides import parse_overrides, validate_overrides, write_overrides
-from pipeline.outputs import resume_log
+from pipeline.outputs import INSTANCE_METRICS, SEMANTIC_METRICS, resume_log
 from pipeline.params import ParamsError, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,3 +175,15 @@ def test_sweep_plot_has_a_panel_per_swept_key(tmp_path):
     path = sweep_plot(table, ["train.lr", "input.task"], tmp_path / "s.png")
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
     assert sweep_plot(table.drop(columns="sem_seg/mIoU"), ["train.lr"], tmp_path / "t.png") is None
+
+
+def test_headline_metrics_are_named_as_mlflow_names_them(tmp_path: Path) -> None:
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / SEMANTIC_METRICS).write_text(json.dumps({"sem_seg": {"mIoU": 55.55555, "pACC": 90}}))
+    (tmp_path / INSTANCE_METRICS).write_text(json.dumps({"segm": None, "panoptic_seg": {"PQ": 41.5},
+                                                          "note": "no thing class"}))
+    assert headline_metrics(tmp_path) == [{"metric": "sem_seg/mIoU", "value": 55.556},
+                                          {"metric": "sem_seg/pACC", "value": 90},
+                                          {"metric": "panoptic_seg/PQ", "value": 41.5}]
+    (tmp_path / SEMANTIC_METRICS).unlink()  # a stage that has not run adds no rows
+    assert headline_metrics(tmp_path) == [{"metric": "panoptic_seg/PQ", "value": 41.5}]

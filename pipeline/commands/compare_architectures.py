@@ -49,13 +49,11 @@ def _model(rev: str) -> tuple[Any, dict]:
 
 def _metrics(rev: str) -> dict[str, float | None]:
     """The headline metrics of an experiment, from its metrics files (`section/key`)."""
-    from pipeline.outputs import INSTANCE_METRICS, SEMANTIC_METRICS
+    from pipeline.outputs import METRICS_FILES, metric_values
 
     flat: dict[str, float | None] = {}
-    for path in (SEMANTIC_METRICS, INSTANCE_METRICS):
-        for section, values in json.loads(_read(str(path), rev)).items():
-            if isinstance(values, dict):
-                flat |= {f"{section}/{k}": v for k, v in values.items()}
+    for path in METRICS_FILES:
+        flat |= metric_values(json.loads(_read(str(path), rev)))
     return flat
 
 

@@ -52,7 +52,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def _headline(notes: list[str]) -> dict[str, dict[str, float]]:
     """Metric sections of both evaluation JSONs and the last training step; reasons for gaps go to notes."""
     sections: dict[str, dict[str, float]] = {}
-    for path in (out.SEMANTIC_METRICS, out.INSTANCE_METRICS):
+    for path in out.METRICS_FILES:
         if not path.exists():
             notes.append(f"{path} is missing: its stage has not run")
             continue

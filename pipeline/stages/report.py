@@ -18,7 +18,6 @@ from pipeline.params import Params
 from pipeline.report.content import build_report
 from pipeline.report.render import render_html, render_markdown
 from pipeline.stages.runner import run_stage
-from pipeline.tracking.identity import flatten
 
 
 def report(params: Params, run_id: str | None = None) -> Path:
@@ -43,8 +42,7 @@ def _backfill(params: Params) -> None:
         tracking.log_artifacts([out.TRAIN_LOG], "metrics")
     for path, tables in ((out.SEMANTIC_METRICS, [out.SEMANTIC_PER_CLASS, out.SEMANTIC_CONFUSION]),
                          (out.INSTANCE_METRICS, [out.AP_PER_CLASS, out.PQ_PER_CLASS])):
-        names = flatten(json.loads(path.read_text()), sep="/") if path.exists() else {}
-        if names and not set(names) & set(run.data.metrics):
+        if path.exists() and not set(out.metric_values(json.loads(path.read_text()))) & set(run.data.metrics):
             tracking.log_metrics_file(path)
             tracking.log_artifacts([path, *tables], "metrics")
     if params.tracking.log_model and "model_uri" not in run.data.tags and out.MODEL.exists():

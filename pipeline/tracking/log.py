@@ -16,9 +16,9 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from maskformer.data.layout import CanonicalLayout
-from pipeline.outputs import processed_dir
+from pipeline.outputs import metric_values, processed_dir
 from pipeline.params import Params
-from pipeline.tracking.identity import data_hash, flatten
+from pipeline.tracking.identity import data_hash
 
 METRIC_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
@@ -46,11 +46,13 @@ def log_step_metrics(step: int, metrics: dict[str, float]) -> None:
 
 
 def log_metrics_file(path: str | Path) -> dict[str, float]:
-    """Log a metrics JSON as `<section>/<name>` metrics (its own names, e.g. sem_seg/mIoU); text as tags."""
-    flat = flatten(json.loads(Path(path).read_text()), sep="/")
-    metrics = {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    """Log a metrics JSON's values as metrics under their `<section>/<key>` names (sem_seg/mIoU); its
+    top-level text (a note) as tags."""
+    content = json.loads(Path(path).read_text())
+    metrics = {k: float(v) for k, v in metric_values(content).items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
     mlflow.log_metrics(metrics)
-    mlflow.set_tags({f"{Path(path).stem}/{k}": v for k, v in flat.items() if isinstance(v, str)})
+    mlflow.set_tags({f"{Path(path).stem}/{k}": v for k, v in content.items() if isinstance(v, str)})
     return metrics
 
 
