@@ -54,6 +54,16 @@ def test_a_workspace_holds_head_and_uncommitted_changes_and_leaves_the_copy_alon
     assert "run-1" not in _git(project, "worktree", "list")
 
 
+def test_an_untracked_link_is_taken_along_as_a_link(project: Path, tmp_path_factory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "big.bin").write_bytes(b"not copied")
+    (project / "shared").symlink_to(elsewhere, target_is_directory=True)  # e.g. a data folder kept elsewhere
+    with workspace("run-1", project) as (root, untracked):
+        assert untracked == ["shared"]
+        assert (root / "shared").is_symlink() and (root / "shared").readlink() == elsewhere
+        assert (root / "shared" / "big.bin").read_bytes() == b"not copied"
+
+
 def test_a_dead_runs_workspace_is_pruned_a_live_one_kept(project: Path) -> None:
     dead = project / RUN_WORKSPACES / "dead"
     _git(project, "worktree", "add", "-q", "--detach", str(dead), "HEAD")  # its run died: no lock held

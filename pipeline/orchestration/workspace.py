@@ -76,7 +76,7 @@ def _create(root: Path, path: Path, commit: str, changes: bool) -> list[str]:
     untracked = uncommitted(root) if changes else []
     for rel in untracked:
         (path / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / rel, path / rel)
+        shutil.copy2(root / rel, path / rel, follow_symlinks=False)  # a link (to a folder too) stays a link
     local = root / ".dvc" / "config.local"  # remotes' credentials and the like
     if local.exists():
         shutil.copy2(local, path / ".dvc" / "config.local")
