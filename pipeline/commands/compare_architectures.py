@@ -51,10 +51,8 @@ def _metrics(rev: str) -> dict[str, float | None]:
     """The headline metrics of an experiment, from its metrics files (`section/key`)."""
     from pipeline.outputs import METRICS_FILES, metric_values
 
-    flat: dict[str, float | None] = {}
-    for path in METRICS_FILES:
-        flat |= metric_values(json.loads(_read(str(path), rev)))
-    return flat
+    files = (json.loads(_read(str(path), rev)) for path in METRICS_FILES)
+    return {k: v for content in files for k, v in metric_values(content).items()}
 
 
 def _segment(predictor: Any, record: dict, image: Any, params: Any, thing_ids: set[int]) -> Any:

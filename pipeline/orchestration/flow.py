@@ -109,10 +109,10 @@ def apply_experiment(name: str) -> str:
 def headline_metrics(root: Path) -> list[dict[str, Any]]:
     """Rows `{metric, value}` of metrics/*.json ("sem_seg/mIoU", "panoptic_seg/PQ", ...) in `root`."""
     rows = []
-    for path in (root / name for name in out.METRICS_FILES):
-        if path.exists():
+    for relative in out.METRICS_FILES:
+        if (root / relative).exists():
             rows += [{"metric": k, "value": round(v, 3) if isinstance(v, float) else v}
-                     for k, v in out.metric_values(json.loads(path.read_text())).items()]
+                     for k, v in out.metric_values(json.loads((root / relative).read_text())).items()]
     return rows
 
 
