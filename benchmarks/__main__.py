@@ -18,6 +18,8 @@ NAMES = (
     "learning_options",
     "cpu_speedups",
     "train_stage",
+    "step_bound",
+    "learning_curves",
 )
 
 
