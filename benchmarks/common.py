@@ -24,6 +24,17 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (timings of different machines do not compare)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def random_batch(
     batch: int,
     size: int,
@@ -98,6 +109,7 @@ def record(path: Path, **fields) -> dict:
         "torchvision": torchvision.__version__,
         "transformers": getattr(transformers, "__version__", None),
         "python": platform.python_version(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "load_avg_1m": os.getloadavg()[0],  # > cores: other processes shared the machine (noisy timings)
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -254,6 +254,8 @@ def run_option(name: str, overrides: dict[str, Any], eval_at: list[int], threads
     inference, e.g. object_mask_threshold) re-evaluates the final model with those fields patched."""
     import torch
 
+    from benchmarks.common import cpu_model
+
     params = _overridden(yaml.safe_load((REPO / "params.yaml").read_text()), {**overrides, **_ALWAYS})
     max_iters = int(_get(params, "train.max_iters"))
     period = sorted({i for i in eval_at if 0 < i < max_iters})
@@ -309,7 +311,7 @@ def run_option(name: str, overrides: dict[str, Any], eval_at: list[int], threads
                        "median_img_per_s": speed,
                        "train_cpu_s": round(train_cpu * frac, 1), "train_wall_s": round(train_wall * frac, 1),
                        "wall_s": round(prep_wall + train_wall * frac + eval_wall, 1),
-                       "eval_wall_s": round(eval_wall, 1), **_metrics(workdir),
+                       "eval_wall_s": round(eval_wall, 1), **_metrics(workdir), "cpu": cpu_model(),
                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 rows.append(row)
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
