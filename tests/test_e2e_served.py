@@ -215,7 +215,8 @@ def _cancel(repo: Repo, env: dict[str, str]) -> dict:
     kept = sorted(checkpoints.glob("*/model_*.pth"))
     assert kept, "the cancelled run's checkpoint is gone"
     runs = {r.info.run_name: r for r in mlflow_runs(repo)}
-    assert runs[info["name"]].info.status == "KILLED", runs[info["name"]].info
+    assert runs[info["name"]].info.status == "KILLED", (runs[info["name"]].info,
+                                                         (repo.path.parent / "serve.log").read_text()[-4000:])
     return settings
 
 

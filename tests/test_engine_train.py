@@ -122,9 +122,10 @@ def _script(ckpt: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, str(SCRIPT), "--checkpoint-dir", str(ckpt), "--out", str(out), *extra]
 
 
-def _start(ckpt: Path, out: Path, sleep: float) -> subprocess.Popen:
-    return subprocess.Popen(_script(ckpt, out, "--sleep", str(sleep)), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def _start(ckpt: Path, out: Path, sleep: float, workers: int = 0) -> subprocess.Popen:
+    command = _script(ckpt, out, "--sleep", str(sleep), "--num-workers", str(workers))
+    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path) -> None:
@@ -148,11 +149,17 @@ def test_sigkill_then_restart_matches_uninterrupted(tmp_path, reference):
     _assert_equal(torch.load(out, weights_only=True), reference)
 
 
-def test_sigterm_subprocess_checkpoints_and_exits_cleanly(tmp_path, reference):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigterm_subprocess_checkpoints_and_exits_cleanly(tmp_path, reference, workers):
+    """With loader workers the SIGTERM goes to the whole group, as a cancelled flow run sends it: the
+    workers leave stopping to the main process, which checkpoints first."""
     ckpt, out = tmp_path / "ckpt", tmp_path / "final.pt"
-    proc = _start(ckpt, out, sleep=0.25)
+    proc = _start(ckpt, out, sleep=0.25, workers=workers)
     _wait_for_checkpoint(proc, ckpt)
-    proc.send_signal(signal.SIGTERM)
+    if workers:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, stdout
     stopped = int(stdout.split("INTERRUPTED ")[1].split()[0])

@@ -24,6 +24,20 @@ print(child.pid, flush=True)
 time.sleep(120)
 """
 
+SLOW_CHILD = """import signal, subprocess, sys
+CHILD = \"\"\"import pathlib, signal, sys, time
+def stop(*_):
+    time.sleep(1.5)  # a checkpoint being written
+    pathlib.Path(sys.argv[1]).write_text("stopped")
+    raise SystemExit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(120)
+\"\"\"
+subprocess.Popen([sys.executable, "-c", CHILD, sys.argv[1]])
+signal.pause()
+"""
+
 
 def test_progress_refreshes_become_a_few_lines():
     lines: list[str] = []
@@ -52,6 +66,19 @@ def test_an_interrupted_stream_stops_the_whole_tree():
             return
         time.sleep(0.1)
     pytest.fail(f"grandchild {grandchild} survived")
+
+
+def test_a_stopped_stream_waits_for_the_whole_group_not_only_the_command(tmp_path) -> None:
+    class CancelledError(Exception):
+        pass
+
+    def on_line(line: str) -> None:  # the child is ready; the command itself dies at the SIGTERM
+        raise CancelledError
+
+    stopped = tmp_path / "stopped"
+    with pytest.raises(CancelledError):
+        stream([sys.executable, "-c", SLOW_CHILD, str(stopped)], on_line)
+    assert stopped.read_text() == "stopped"  # the child finished stopping before stream returned
 
 
 def test_a_failing_command_names_itself_and_its_last_lines():

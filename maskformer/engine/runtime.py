@@ -36,6 +36,12 @@ class SigtermFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def ignore_sigterm(worker_id: int) -> None:
+    """Loader workers' init: a SIGTERM to the process group leaves stopping to the main process, which
+    checkpoints first (torch's own handler would end the worker and fail the main one's next batch)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto': CUDA when available, else CPU; under torchrun LOCAL_RANK's GPU (no context made on GPU 0)."""
     if name == "cuda" and not torch.cuda.is_available():

@@ -17,7 +17,14 @@ from .checkpoint import capture_rng_state, find_last, load_checkpoint, restore_r
 from .config import TrainConfig
 from .dist import get_rank, get_world_size, init_distributed, is_distributed
 from .metrics import LossWindow
-from .runtime import SigtermFlag, move_to_device, progress_bar, resolve_device, seed_everything
+from .runtime import (
+    SigtermFlag,
+    ignore_sigterm,
+    move_to_device,
+    progress_bar,
+    resolve_device,
+    seed_everything,
+)
 from .sampler import InfiniteShardedSampler, SeededDataset
 from .solver import build_lr_scheduler, build_optimizer
 from .step import train_step
@@ -156,6 +163,7 @@ def _loader(
         sampler=sampler,
         num_workers=cfg.num_workers,
         collate_fn=collate_fn,
+        worker_init_fn=ignore_sigterm,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),
     )

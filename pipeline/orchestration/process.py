@@ -4,6 +4,7 @@ to a few, and the whole tree (dvc and the stage it runs) stopped when the caller
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import queue
 import re
@@ -39,16 +40,35 @@ def _pump(proc: subprocess.Popen, out: queue.Queue) -> None:
     out.put(None)
 
 
+def _group_gone(pgid: int, deadline: float) -> bool:
+    """Wait until no process of group `pgid` is left, or `deadline` (monotonic) passes; True when none is."""
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def stop_tree(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
-    """SIGTERM to the process group (the command and everything it started), SIGKILL after `grace_s`."""
+    """SIGTERM to the process group (the command and everything it started), SIGKILL to what is left of
+    it after `grace_s`. Waits for the whole group, not only the command: DVC dies at once, the stage it
+    started still writes its checkpoint and ends its MLflow run, into the pipe this process reads."""
+    deadline = time.monotonic() + grace_s
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        return proc.wait(timeout=grace_s)
     except ProcessLookupError:
         return proc.wait()
+    try:
+        code = proc.wait(timeout=grace_s)  # reaped, so that the group empties when its other members end
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return proc.wait()
+        code = None
+    if not _group_gone(proc.pid, deadline):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait() if code is None else code
 
 
 def stream(command: list[str], on_line: Callable[[str], None], cwd: str | Path = ".",

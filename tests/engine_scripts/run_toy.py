@@ -22,6 +22,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--period", type=int, default=2)
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--record-saves", default=None, help="folder where each checkpoint writer marks")
     parser.add_argument("--status-dir", default=None, help="folder for each rank's pid and stop iteration")
@@ -40,8 +41,9 @@ def main() -> int:
             return original(directory, iteration, state, keep_last)
 
         engine_train.save_checkpoint = recording_save
-    cfg = TrainConfig(device="cpu", max_iters=args.max_iters, batch_size=args.batch_size, num_workers=0,
-                      checkpoint_period=args.period, checkpoint_dir=args.checkpoint_dir, log_period=1)
+    cfg = TrainConfig(device="cpu", max_iters=args.max_iters, batch_size=args.batch_size,
+                      num_workers=args.num_workers, checkpoint_period=args.period,
+                      checkpoint_dir=args.checkpoint_dir, log_period=1)
     try:
         model = train(ToyModel(dropout=args.dropout), ToyDataset(sleep=args.sleep), cfg, collate,
                       callback=lambda step, m: print(f"step {step} loss {m['loss']:.6f}", flush=True))
