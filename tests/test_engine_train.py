@@ -156,10 +156,7 @@ def test_sigterm_subprocess_checkpoints_and_exits_cleanly(tmp_path, reference, w
     ckpt, out = tmp_path / "ckpt", tmp_path / "final.pt"
     proc = _start(ckpt, out, sleep=0.25, workers=workers)
     _wait_for_checkpoint(proc, ckpt)
-    if workers:
-        os.killpg(proc.pid, signal.SIGTERM)
-    else:
-        proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # its own session: the group is the run and its workers
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, stdout
     stopped = int(stdout.split("INTERRUPTED ")[1].split()[0])

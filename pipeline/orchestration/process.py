@@ -61,14 +61,12 @@ def stop_tree(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return proc.wait()
-    try:
-        code = proc.wait(timeout=grace_s)  # reaped, so that the group empties when its other members end
-    except subprocess.TimeoutExpired:
-        code = None
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)  # reaped, so that the group empties when its other members end
     if not _group_gone(proc.pid, deadline):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait() if code is None else code
+    return proc.wait()
 
 
 def stream(command: list[str], on_line: Callable[[str], None], cwd: str | Path = ".",
